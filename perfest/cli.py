@@ -1,0 +1,130 @@
+"""The `perfest` command: a thin shell that parses options, calls the library and renders.
+
+Every PerfestError (and every click usage error) becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from perfest import catalog
+from perfest.options import (
+    fail,
+    gpu_option,
+    model_option,
+    option_names,
+    output_options,
+    pick_workload,
+    reports_errors,
+    stdout,
+    workload_options,
+)
+
+
+class OneLineErrors(click.Group):
+    """A group whose usage errors, like library errors, are one line and exit code 2."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            return super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            fail(option_names(exc.format_message().replace("\n", " ")))
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="perfest")
+def cli() -> None:
+    """Analytical performance estimates for transformer inference: FLOPs, bytes, rooflines,
+    predicted latency and throughput, per layer and per phase."""
+
+
+@cli.command()
+@model_option
+@gpu_option
+@workload_options
+@click.option("--layers", is_flag=True, help="Add the per-op tables for prefill and decode.")
+@output_options
+@reports_errors
+def estimate(model: str, gpu: str, layers: bool, as_json: bool, as_csv: bool, **kwargs) -> None:
+    """Predict prefill, decode and generation time, memory and the bound of each."""
+    from perfest.estimate import estimate as run
+    from perfest.render import dumps, estimate_csv, render_estimate
+
+    est = run(model, gpu, **pick_workload(kwargs))
+    if as_json:
+        click.echo(dumps(est.to_dict()))
+    elif as_csv:
+        click.echo(estimate_csv(est), nl=False)
+    else:
+        render_estimate(est, stdout(), layers=layers)
+    for note in est.warnings:
+        if not note.startswith("memory:"):
+            click.echo(f"warning: {note}", err=True)
+    if not est.memory.fits:
+        fail(next(note for note in est.warnings if note.startswith("memory:")))
+
+
+@cli.command("list")
+@click.argument("kind", type=click.Choice(["models", "hardware"]))
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@reports_errors
+def list_(kind: str, as_json: bool) -> None:
+    """List the catalogued models or devices."""
+    from perfest.render import catalog_table, dumps
+
+    names = catalog.list_models() if kind == "models" else catalog.list_hardware()
+    load = catalog.load_model if kind == "models" else catalog.load_hardware
+    specs = [load(name) for name in names]
+    if as_json:
+        click.echo(dumps([spec.model_dump(mode="json") for spec in specs]))
+    else:
+        stdout().print(catalog_table(kind, specs))
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(["model", "hardware"]))
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@reports_errors
+def show(kind: str, name: str, as_json: bool) -> None:
+    """Show one model (parameter count, derived sizes, source) or one device."""
+    from perfest.render import dumps, show_hardware, show_model
+
+    if kind == "model":
+        spec = catalog.load_model(name)
+        if as_json:
+            from perfest.parameters import count_parameters, parameter_breakdown
+
+            data = spec.model_dump(mode="json")
+            data.update(
+                parameters=count_parameters(spec),
+                parameter_breakdown=parameter_breakdown(spec),
+                head_dim=spec.d,
+                num_kv_heads=spec.n_kv,
+            )
+            click.echo(dumps(data))
+        else:
+            show_model(spec, stdout())
+    else:
+        spec = catalog.load_hardware(name)
+        if as_json:
+            click.echo(dumps(spec.model_dump(mode="json")))
+        else:
+            show_hardware(spec, stdout())
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

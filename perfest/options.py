@@ -1,0 +1,139 @@
+"""Options, error handling and output helpers shared by every `perfest` command.
+
+Command modules import from here (never from perfest.cli, which imports them).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from collections.abc import Callable
+
+import click
+from rich.console import Console
+
+from perfest.errors import PerfestError, SpecError
+
+DTYPES = click.Choice(["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"])
+WORKLOAD_FIELDS = (
+    "batch",
+    "input_len",
+    "output_len",
+    "dtype",
+    "weight_dtype",
+    "kv_dtype",
+    "tp",
+    "logits",
+    "attention",
+    "compute_efficiency",
+    "memory_efficiency",
+)
+
+
+def stdout() -> Console:
+    """Rich console; when piped, wide enough that tables do not wrap (rich assumes 80)."""
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)
+
+
+def option_names(message: str) -> str:
+    """'input_len: …' → '--input-len: …', so messages name the option the user typed."""
+    match = re.match(r"(\w+):", message)
+    if match and match.group(1) in WORKLOAD_FIELDS:
+        return "--" + match.group(1).replace("_", "-") + message[match.end(1) :]
+    return message
+
+
+def reports_errors(fn: Callable) -> Callable:
+    """Turn library errors into one line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (SpecError, PerfestError) as exc:
+            fail(option_names(str(exc)))
+
+    return wrapper
+
+
+def model_option(fn: Callable) -> Callable:
+    return click.option(
+        "--model",
+        "-m",
+        required=True,
+        help="Catalog id, model YAML file, or Hugging Face config.json.",
+    )(fn)
+
+
+def gpu_option(fn: Callable) -> Callable:
+    return click.option(
+        "--gpu",
+        "--hardware",
+        "-g",
+        "gpu",
+        required=True,
+        help="Catalog id or hardware YAML file (e.g. from calibrate).",
+    )(fn)
+
+
+def workload_options(fn: Callable) -> Callable:
+    """The workload options shared by estimate, sweep, roofline and validate."""
+    options = [
+        click.option("--batch", "-b", type=int, default=None, help="Sequences per batch [1]."),
+        click.option("--input-len", "-i", type=int, default=None, help="Prompt tokens [512]."),
+        click.option("--output-len", "-o", type=int, default=None, help="Generated tokens [128]."),
+        click.option(
+            "--dtype", type=DTYPES, default=None, help="Activation and matmul compute dtype [bf16]."
+        ),
+        click.option(
+            "--weight-dtype",
+            type=DTYPES,
+            default=None,
+            help="Weight storage dtype; int4/int8 = weight-only quantization [=dtype].",
+        ),
+        click.option("--kv-dtype", type=DTYPES, default=None, help="KV-cache dtype [=dtype]."),
+        click.option("--tp", type=int, default=None, help="Tensor-parallel degree [1]."),
+        click.option(
+            "--logits",
+            type=click.Choice(["last", "all"]),
+            default=None,
+            help="Prefill LM head over the last position (serving) or all [last].",
+        ),
+        click.option(
+            "--attention",
+            type=click.Choice(["flash", "eager"]),
+            default=None,
+            help="Fused flash attention or eager (scores through memory) [flash].",
+        ),
+        click.option(
+            "--compute-efficiency",
+            type=float,
+            default=None,
+            help="Override the device's achievable fraction of peak FLOP/s.",
+        ),
+        click.option(
+            "--memory-efficiency",
+            type=float,
+            default=None,
+            help="Override the device's achievable fraction of peak bandwidth.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def output_options(fn: Callable) -> Callable:
+    fn = click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows.")(fn)
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(fn)
+
+
+def pick_workload(kwargs: dict) -> dict:
+    """Split the workload options out of a command's keyword arguments."""
+    return {key: kwargs.pop(key) for key in WORKLOAD_FIELDS if key in kwargs}

@@ -1,0 +1,123 @@
+"""From an op's FLOPs and bytes to time: the pure roofline bound, and the prediction.
+
+Pure roofline (an upper bound on speed, reported beside every prediction):
+    T_roof = max(FLOPs / peak, bytes / bandwidth)                    (comm: bytes / link)
+
+Prediction, each term its own documented slowdown:
+    T = max(T_math, T_mem) + kernels · t_launch
+    T_math = padded_FLOPs / (peak · η_compute) + T_dequant
+    T_mem  = bytes / (bandwidth · η_memory)
+    T_comm = steps · α + wire_bytes / link                           (α–β model, ring)
+
+η_compute, η_memory: the fraction of the datasheet peak that large, well-shaped kernels reach
+(the device YAML cites the measurement; overridable per call).
+
+padded_FLOPs — small-shape efficiency (NVIDIA, "Matrix Multiplication Background User's Guide":
+tile and wave quantization). A GEMM runs in output tiles of Tm×Tn; a partial tile costs a full
+one. Tn = 128; Tm adapts to m as libraries pick smaller tiles for skinny products:
+Tm = clamp(next power of two ≥ m, 16, 128), 16 being the smallest tensor-core MMA M. Tiles run
+in waves over the device's `compute_units`; a last partial wave costs a full wave when there is
+more than one (with fewer tiles than units, split-K is assumed to fill the device).
+So decode's matrix-vector products (m = b) pay Tm/m in compute — invisible while memory-bound,
+which is why decode stays memory-bound well past the naive ridge point.
+
+T_dequant — weight-only int4/int8 kernels unpack each weight element in registers once per
+m-tile: elements · instructions_per_element · ceil(m / Tm) / instruction_rate, with the
+instruction rate taken as the device's FP32 rate / 2 (an FMA is one instruction, 2 FLOPs) and
+2 instructions per int4 element (bit-field extract + convert-and-scale) and 1 per int8.
+This is why W4A16 wins at small batch and loses its edge at large batch (AWQ, Marlin papers).
+
+t_launch — a fixed cost per kernel launch (the device YAML cites it): it dominates short
+prefills and small models, where kernels finish faster than they can be issued.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+
+from perfest.cost import Gemm, Op
+
+TILE_N = 128
+TILE_M_MAX = 128
+TILE_M_MIN = 16
+DEQUANT_INSTRUCTIONS_PER_ELEMENT = {"int4": 2.0, "int8": 1.0, "fp8": 1.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Everything the time model needs from a device and a workload, in SI units."""
+
+    matmul_flops: float  # dense peak FLOP/s of the matmul compute dtype
+    vector_flops: float  # FLOP/s of element-wise work
+    bandwidth: float  # byte/s
+    compute_eff: float
+    memory_eff: float
+    launch_s: float
+    link_bandwidth: float  # byte/s per direction
+    link_latency_s: float
+    compute_units: int
+    dequant_instructions: float = 0.0  # per weight element per m-tile (0 without weight-only)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Per-op times for all `count` instances."""
+
+    t_compute: float
+    t_memory: float
+    t_comm: float
+    overhead: float
+    time: float
+    roofline: float
+    bound: str
+
+
+def tile_m(m: int) -> int:
+    """Output-tile rows a GEMM library would use for m rows."""
+    if m >= TILE_M_MAX:
+        return TILE_M_MAX
+    return max(TILE_M_MIN, 1 << max(m - 1, 0).bit_length())
+
+
+def padded_flops(g: Gemm, compute_units: int) -> float:
+    """FLOPs of the tiles the GEMM actually executes (tile and wave quantization)."""
+    tm = tile_m(g.m)
+    tiles = g.batch * ceil(g.m / tm) * ceil(g.n / TILE_N)
+    if tiles > compute_units:
+        tiles = ceil(tiles / compute_units) * compute_units
+    return 2.0 * g.k * tm * TILE_N * tiles
+
+
+def time_op(op: Op, r: Rates) -> Timing:
+    """Time of `op.count` instances of `op` on a device with rates `r`."""
+    c, n = op.cost, op.count
+    overhead = op.kernels * r.launch_s * n
+    if op.comm is not None:
+        if r.link_bandwidth <= 0:
+            raise ValueError("no interconnect bandwidth")
+        wire = op.comm.wire_bytes
+        t_comm = (op.comm.steps * r.link_latency_s + wire / r.link_bandwidth) * n
+        return Timing(
+            0.0,
+            0.0,
+            t_comm,
+            overhead,
+            t_comm + overhead,
+            wire / r.link_bandwidth * n,
+            "communication",
+        )
+    peak = r.matmul_flops if op.kind == "matmul" else r.vector_flops
+    t_mem = c.bytes / (r.bandwidth * r.memory_eff) * n
+    if op.gemm is not None:
+        t_math = padded_flops(op.gemm, r.compute_units) / (peak * r.compute_eff)
+        if op.dequant_elements and r.dequant_instructions:
+            m_tiles = ceil(op.gemm.m / tile_m(op.gemm.m))
+            instructions = op.dequant_elements * r.dequant_instructions * m_tiles
+            t_math += instructions / (r.vector_flops / 2)
+        t_math *= n
+    else:
+        t_math = c.flops / (peak * r.compute_eff) * n
+    roofline = max(c.flops / peak, c.bytes / r.bandwidth) * n
+    bound = "compute" if t_math >= t_mem else "memory"
+    return Timing(t_math, t_mem, 0.0, overhead, max(t_math, t_mem) + overhead, roofline, bound)

@@ -1,0 +1,301 @@
+"""The three inputs of an estimate: ModelConfig, HardwareSpec and Workload (frozen pydantic models).
+
+Units are converted once, here: YAML fields carry their unit in the name (`bf16_tflops`,
+`memory_bandwidth_gb_s`, `memory_gb`) and the properties return SI values (FLOP/s, byte/s,
+byte). GB means 10⁹ bytes, as the vendors print it.
+
+Symbols used across perfest (defined once, here):
+    b    batch (sequences)            s    query length (tokens processed in this pass)
+    t    context length (keys seen)   L    layers
+    h    hidden size                  i    MLP intermediate size
+    n_h  query heads                  n_kv key/value heads
+    d    head dimension               V    vocabulary size
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from perfest.errors import SpecError
+
+Dtype = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
+
+#: Bytes per element of each dtype. tf32 is stored as fp32; int4 packs two per byte.
+DTYPE_BYTES: dict[str, float] = {
+    "fp32": 4.0,
+    "tf32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "int4": 0.5,
+}
+
+#: Weight-only quantized formats: stored at their size, computed in the activation dtype.
+WEIGHT_ONLY_DTYPES = frozenset({"int4", "int8"})
+
+_STRICT = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelConfig(BaseModel):
+    """A decoder-only transformer. Field names follow the Hugging Face config where one exists."""
+
+    model_config = _STRICT
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    display_name: str = ""
+    source: str = ""
+    vocab_size: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    num_layers: int = Field(gt=0)
+    num_heads: int = Field(gt=0)
+    num_kv_heads: int | None = Field(default=None, gt=0)
+    head_dim: int | None = Field(default=None, gt=0)
+    intermediate_size: int = Field(gt=0)
+    mlp: Literal["gated", "classic"] = "gated"
+    activation: Literal["silu", "gelu", "gelu_tanh", "relu"] = "silu"
+    norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
+    position: Literal["rope", "learned"] = "rope"
+    rotary_dim: int | None = Field(default=None, gt=0)
+    qkv_bias: bool = False
+    out_bias: bool = False
+    mlp_bias: bool = False
+    lm_head_bias: bool = False
+    tied_embeddings: bool = False
+    parallel_block: bool = False
+    max_position_embeddings: int = Field(default=2048, gt=0)
+
+    @model_validator(mode="after")
+    def _check_shapes(self) -> ModelConfig:
+        if self.head_dim is None and self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"num_heads: {self.num_heads} heads do not divide hidden_size {self.hidden_size}"
+                " (give head_dim explicitly if the model's heads are not hidden/heads wide)"
+            )
+        if self.n_h % self.n_kv:
+            raise ValueError(f"num_kv_heads: {self.n_kv} kv heads do not divide {self.n_h} heads")
+        if self.rotary_dim is not None and self.rotary_dim > self.d:
+            raise ValueError(f"rotary_dim: {self.rotary_dim} exceeds head_dim {self.d}")
+        return self
+
+    # Derived sizes, with the short math names the formulas use.
+    @property
+    def h(self) -> int:
+        return self.hidden_size
+
+    @property
+    def i(self) -> int:
+        return self.intermediate_size
+
+    @property
+    def L(self) -> int:
+        return self.num_layers
+
+    @property
+    def V(self) -> int:
+        return self.vocab_size
+
+    @property
+    def n_h(self) -> int:
+        return self.num_heads
+
+    @property
+    def n_kv(self) -> int:
+        return self.num_kv_heads or self.num_heads
+
+    @property
+    def d(self) -> int:
+        return self.head_dim or self.hidden_size // self.num_heads
+
+    @property
+    def q_dim(self) -> int:
+        """Width of the query projection, n_h·d (differs from h in Gemma-7B)."""
+        return self.n_h * self.d
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of the key (and of the value) projection, n_kv·d."""
+        return self.n_kv * self.d
+
+    @property
+    def rope_dim(self) -> int:
+        """Dimensions per head that RoPE rotates (0 without RoPE)."""
+        if self.position != "rope":
+            return 0
+        return self.rotary_dim or self.d
+
+    @property
+    def attention_kind(self) -> str:
+        if self.n_kv == self.n_h:
+            return "MHA"
+        return "MQA" if self.n_kv == 1 else f"GQA ({self.n_h // self.n_kv} q/kv)"
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+
+class HardwareSpec(BaseModel):
+    """An accelerator: dense peaks, memory, interconnect and the overheads real runs pay."""
+
+    model_config = _STRICT
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    display_name: str = ""
+    vendor: str = ""
+    source: str = ""
+    fp32_tflops: float = Field(gt=0)
+    tf32_tflops: float | None = Field(default=None, gt=0)
+    bf16_tflops: float | None = Field(default=None, gt=0)
+    fp16_tflops: float | None = Field(default=None, gt=0)
+    fp8_tflops: float | None = Field(default=None, gt=0)
+    int8_tops: float | None = Field(default=None, gt=0)
+    memory_gb: float = Field(gt=0)
+    memory_bandwidth_gb_s: float = Field(gt=0)
+    interconnect_bandwidth_gb_s: float = Field(default=0.0, ge=0)
+    interconnect: str = ""
+    compute_units: int = Field(default=1, gt=0)
+    compute_efficiency: float = Field(default=0.8, gt=0, le=1)
+    memory_efficiency: float = Field(default=0.85, gt=0, le=1)
+    kernel_launch_us: float = Field(default=0.0, ge=0)
+    interconnect_latency_us: float = Field(default=0.0, ge=0)
+    # Written by `perfest calibrate`: when, where and how the figures were measured.
+    calibration: dict[str, str | float | int] | None = None
+
+    def peak_flops(self, dtype: str) -> float:
+        """Dense peak matmul rate in FLOP/s for `dtype` (int4 weight-only runs in int8 here
+        only if asked; weight-only formats are resolved by the caller)."""
+        value = {
+            "fp32": self.fp32_tflops,
+            "tf32": self.tf32_tflops,
+            "bf16": self.bf16_tflops,
+            "fp16": self.fp16_tflops,
+            "fp8": self.fp8_tflops,
+            "int8": self.int8_tops,
+        }.get(dtype)
+        if value is None:
+            from perfest.errors import UnsupportedError
+
+            have = ", ".join(self.dtypes)
+            raise UnsupportedError(
+                f"dtype: {self.name} has no {dtype} matmul rate in its spec (it has: {have})"
+            )
+        return value * 1e12
+
+    @property
+    def dtypes(self) -> tuple[str, ...]:
+        pairs = [
+            ("fp32", self.fp32_tflops),
+            ("tf32", self.tf32_tflops),
+            ("bf16", self.bf16_tflops),
+            ("fp16", self.fp16_tflops),
+            ("fp8", self.fp8_tflops),
+            ("int8", self.int8_tops),
+        ]
+        return tuple(name for name, value in pairs if value)
+
+    @property
+    def vector_flops(self) -> float:
+        """Non-matmul (element-wise) FLOP/s: the general FP32 rate."""
+        return self.fp32_tflops * 1e12
+
+    @property
+    def memory_bandwidth(self) -> float:
+        """Peak memory bandwidth in byte/s."""
+        return self.memory_bandwidth_gb_s * 1e9
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_gb * 1e9
+
+    @property
+    def interconnect_bandwidth(self) -> float:
+        """Per-direction device-to-device bandwidth in byte/s."""
+        return self.interconnect_bandwidth_gb_s * 1e9
+
+    @property
+    def kernel_launch_s(self) -> float:
+        return self.kernel_launch_us * 1e-6
+
+    @property
+    def interconnect_latency_s(self) -> float:
+        return self.interconnect_latency_us * 1e-6
+
+    def ridge_point(self, dtype: str) -> float:
+        """Intensity (FLOP/byte) above which a kernel is compute-bound: peak / bandwidth."""
+        return self.peak_flops(dtype) / self.memory_bandwidth
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+
+class Workload(BaseModel):
+    """What to run: batch, lengths, dtypes, parallelism and efficiency overrides."""
+
+    model_config = _STRICT
+
+    batch: int = Field(default=1, gt=0)
+    input_len: int = Field(default=512, gt=0)
+    output_len: int = Field(default=128, gt=0)
+    dtype: Dtype = "bf16"
+    weight_dtype: Dtype | None = None
+    kv_dtype: Dtype | None = None
+    tp: int = Field(default=1, gt=0)
+    logits: Literal["last", "all"] = "last"
+    attention: Literal["flash", "eager"] = "flash"
+    compute_efficiency: float | None = Field(default=None, gt=0, le=1)
+    memory_efficiency: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _check_dtypes(self) -> Workload:
+        if self.dtype == "int4":
+            raise ValueError("dtype: int4 is a weight format; use --weight-dtype int4")
+        if self.kv_dtype == "int4":
+            raise ValueError("kv_dtype: int4 KV caches are not modelled; use int8 or fp8")
+        return self
+
+    @property
+    def w_dtype(self) -> str:
+        return self.weight_dtype or self.dtype
+
+    @property
+    def cache_dtype(self) -> str:
+        return self.kv_dtype or self.dtype
+
+    @property
+    def weight_only(self) -> bool:
+        """True when weights are int4/int8 but matmuls compute in a float activation dtype."""
+        return self.w_dtype in WEIGHT_ONLY_DTYPES and self.w_dtype != self.dtype
+
+
+def first_error(exc: ValidationError, where: str = "") -> SpecError:
+    """Turn pydantic's multi-line report into one line naming the field and the problem."""
+    err = exc.errors()[0]
+    loc = ".".join(str(part) for part in err["loc"])
+    msg = err["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] == "missing":
+        msg = "required field is missing"
+    if ":" in msg.split(" ")[0] or not loc:
+        text = msg
+    else:
+        text = f"{loc}: {msg}"
+    if where:
+        text = f"{where}: {text}"
+    return SpecError(text)
+
+
+def build(cls: type[BaseModel], data: dict, where: str = "") -> BaseModel:
+    """Validate `data` as `cls`, raising a one-line SpecError instead of pydantic's report."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise first_error(exc, where) from None
