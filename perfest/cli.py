@@ -5,6 +5,8 @@ Every PerfestError (and every click usage error) becomes one line on stderr and 
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import sys
 
 import click
@@ -22,9 +24,39 @@ from perfest.options import (
     workload_options,
 )
 
+#: Commands defined in their own modules, imported only when run (or listed by --help), so
+#: that `perfest estimate` never pays for them.
+LAZY_COMMANDS = {
+    "sweep": "perfest.sweep_cli:sweep",
+    "roofline": "perfest.sweep_cli:roofline",
+    "validate": "perfest.validate.cli:validate",
+    "calibrate": "perfest.validate.cli:calibrate",
+}
+
 
 class OneLineErrors(click.Group):
     """A group whose usage errors, like library errors, are one line and exit code 2."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._lazy()})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.commands:
+            return self.commands[name]
+        target = self._lazy().get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+    @staticmethod
+    def _lazy() -> dict[str, str]:
+        """The lazy commands whose module is present in this installation."""
+        return {
+            name: target
+            for name, target in LAZY_COMMANDS.items()
+            if importlib.util.find_spec(target.split(":")[0]) is not None
+        }
 
     def main(self, *args, **kwargs):
         kwargs["standalone_mode"] = False

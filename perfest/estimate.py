@@ -71,6 +71,9 @@ def rates(hw: HardwareSpec, w: Workload) -> Rates:
         link_bandwidth=hw.interconnect_bandwidth,
         link_latency_s=hw.interconnect_latency_s,
         compute_units=hw.compute_units,
+        tile_m_min=hw.tile_m_min,
+        tile_m_max=hw.tile_m_max,
+        tile_n=hw.tile_n,
         dequant_instructions=(
             DEQUANT_INSTRUCTIONS_PER_ELEMENT.get(w.w_dtype, 0.0) if w.weight_only else 0.0
         ),

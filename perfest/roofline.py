@@ -14,7 +14,8 @@ Prediction, each term its own documented slowdown:
 
 padded_FLOPs — small-shape efficiency (NVIDIA, "Matrix Multiplication Background User's Guide":
 tile and wave quantization). A GEMM runs in output tiles of Tm×Tn; a partial tile costs a full
-one. Tn = 128; Tm adapts to m as libraries pick smaller tiles for skinny products:
+one. Tn = 128; Tm adapts to m as libraries pick smaller tiles for skinny products (a device
+YAML may change all three; a calibrated CPU sets them to 1):
 Tm = clamp(next power of two ≥ m, 16, 128), 16 being the smallest tensor-core MMA M. Tiles run
 in waves over the device's `compute_units`; a last partial wave costs a full wave when there is
 more than one (with fewer tiles than units, split-K is assumed to fill the device).
@@ -38,9 +39,6 @@ from math import ceil
 
 from perfest.cost import Gemm, Op
 
-TILE_N = 128
-TILE_M_MAX = 128
-TILE_M_MIN = 16
 DEQUANT_INSTRUCTIONS_PER_ELEMENT = {"int4": 2.0, "int8": 1.0, "fp8": 1.0}
 
 
@@ -57,6 +55,9 @@ class Rates:
     link_bandwidth: float  # byte/s per direction
     link_latency_s: float
     compute_units: int
+    tile_m_min: int = 16
+    tile_m_max: int = 128
+    tile_n: int = 128
     dequant_instructions: float = 0.0  # per weight element per m-tile (0 without weight-only)
 
 
@@ -73,20 +74,20 @@ class Timing:
     bound: str
 
 
-def tile_m(m: int) -> int:
-    """Output-tile rows a GEMM library would use for m rows."""
-    if m >= TILE_M_MAX:
-        return TILE_M_MAX
-    return max(TILE_M_MIN, 1 << max(m - 1, 0).bit_length())
+def tile_m(m: int, r: Rates) -> int:
+    """Output-tile rows a GEMM library would use for m rows: the next power of two, clamped."""
+    if m >= r.tile_m_max:
+        return r.tile_m_max
+    return min(r.tile_m_max, max(r.tile_m_min, 1 << max(m - 1, 0).bit_length()))
 
 
-def padded_flops(g: Gemm, compute_units: int) -> float:
+def padded_flops(g: Gemm, r: Rates) -> float:
     """FLOPs of the tiles the GEMM actually executes (tile and wave quantization)."""
-    tm = tile_m(g.m)
-    tiles = g.batch * ceil(g.m / tm) * ceil(g.n / TILE_N)
-    if tiles > compute_units:
-        tiles = ceil(tiles / compute_units) * compute_units
-    return 2.0 * g.k * tm * TILE_N * tiles
+    tm = tile_m(g.m, r)
+    tiles = g.batch * ceil(g.m / tm) * ceil(g.n / r.tile_n)
+    if tiles > r.compute_units:
+        tiles = ceil(tiles / r.compute_units) * r.compute_units
+    return 2.0 * g.k * tm * r.tile_n * tiles
 
 
 def time_op(op: Op, r: Rates) -> Timing:
@@ -110,9 +111,9 @@ def time_op(op: Op, r: Rates) -> Timing:
     peak = r.matmul_flops if op.kind == "matmul" else r.vector_flops
     t_mem = c.bytes / (r.bandwidth * r.memory_eff) * n
     if op.gemm is not None:
-        t_math = padded_flops(op.gemm, r.compute_units) / (peak * r.compute_eff)
+        t_math = padded_flops(op.gemm, r) / (peak * r.compute_eff)
         if op.dequant_elements and r.dequant_instructions:
-            m_tiles = ceil(op.gemm.m / tile_m(op.gemm.m))
+            m_tiles = ceil(op.gemm.m / tile_m(op.gemm.m, r))
             instructions = op.dequant_elements * r.dequant_instructions * m_tiles
             t_math += instructions / (r.vector_flops / 2)
         t_math *= n

@@ -159,6 +159,11 @@ class HardwareSpec(BaseModel):
     interconnect_bandwidth_gb_s: float = Field(default=0.0, ge=0)
     interconnect: str = ""
     compute_units: int = Field(default=1, gt=0)
+    # GEMM output tiles (see perfest.roofline): GPU libraries use 16…128 × 128; a CPU BLAS
+    # blocks in registers, so a calibrated CPU spec sets all three to 1 (no padding).
+    tile_m_min: int = Field(default=16, gt=0)
+    tile_m_max: int = Field(default=128, gt=0)
+    tile_n: int = Field(default=128, gt=0)
     compute_efficiency: float = Field(default=0.8, gt=0, le=1)
     memory_efficiency: float = Field(default=0.85, gt=0, le=1)
     kernel_launch_us: float = Field(default=0.0, ge=0)
