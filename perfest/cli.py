@@ -52,11 +52,14 @@ class OneLineErrors(click.Group):
     @staticmethod
     def _lazy() -> dict[str, str]:
         """The lazy commands whose module is present in this installation."""
-        return {
-            name: target
-            for name, target in LAZY_COMMANDS.items()
-            if importlib.util.find_spec(target.split(":")[0]) is not None
-        }
+        found = {}
+        for name, target in LAZY_COMMANDS.items():
+            try:
+                if importlib.util.find_spec(target.split(":")[0]) is not None:
+                    found[name] = target
+            except ModuleNotFoundError:  # its parent package is absent
+                pass
+        return found
 
     def main(self, *args, **kwargs):
         kwargs["standalone_mode"] = False
