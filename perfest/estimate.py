@@ -103,20 +103,28 @@ def decode_context(w: Workload) -> int:
 
 
 def run_phase(name: str, model: ModelConfig, p: Pass, r: Rates) -> PhaseEstimate:
-    """Cost and time every op of one forward pass and sum them."""
+    """Cost and time every op of one forward pass and sum them (one plain loop: sweeps run
+    this thousands of times)."""
     ops = forward(model, p)
-    timings = [time_op(op, r) for op in ops]
+    rows = []
     by_bound = {"compute": 0.0, "memory": 0.0, "communication": 0.0}
-    flops = mm_flops = nbytes = 0.0
-    for op, tm in zip(ops, timings, strict=True):
+    flops = mm_flops = nbytes = time = roofline = overhead = comm = 0.0
+    for op in ops:
+        tm = time_op(op, r)
+        rows.append((op, tm))
+        n, c = op.count, op.cost
         by_bound[tm.bound] += tm.time
-        flops += op.cost.flops * op.count
-        nbytes += (op.cost.bytes_read + op.cost.bytes_written) * op.count
+        flops += c.flops * n
+        nbytes += (c.bytes_read + c.bytes_written) * n
         if op.gemm is not None:
-            mm_flops += op.gemm.flops * op.count
+            mm_flops += op.gemm.flops * n
+        time += tm.time
+        roofline += tm.roofline
+        overhead += tm.overhead
+        comm += tm.t_comm
     return make(
         PhaseEstimate,
-        {"_rows": tuple(zip(ops, timings, strict=True))},
+        {"_rows": tuple(rows)},
         phase=name,
         batch=p.b,
         query_len=p.s,
@@ -125,10 +133,10 @@ def run_phase(name: str, model: ModelConfig, p: Pass, r: Rates) -> PhaseEstimate
         matmul_flops=mm_flops,
         bytes=nbytes,
         intensity=flops / nbytes if nbytes else 0.0,
-        time_s=sum(tm.time for tm in timings),
-        roofline_time_s=sum(tm.roofline for tm in timings),
-        overhead_s=sum(tm.overhead for tm in timings),
-        comm_time_s=sum(tm.t_comm for tm in timings),
+        time_s=time,
+        roofline_time_s=roofline,
+        overhead_s=overhead,
+        comm_time_s=comm,
         bound=max(by_bound, key=by_bound.__getitem__),
     )
 

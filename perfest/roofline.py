@@ -93,23 +93,15 @@ def padded_flops(g: Gemm, r: Rates) -> float:
 def time_op(op: Op, r: Rates) -> Timing:
     """Time of `op.count` instances of `op` on a device with rates `r`."""
     c, n = op.cost, op.count
+    nbytes = c.bytes_read + c.bytes_written
     overhead = op.kernels * r.launch_s * n
     if op.comm is not None:
-        if r.link_bandwidth <= 0:
-            raise ValueError("no interconnect bandwidth")
         wire = op.comm.wire_bytes
         t_comm = (op.comm.steps * r.link_latency_s + wire / r.link_bandwidth) * n
-        return Timing(
-            0.0,
-            0.0,
-            t_comm,
-            overhead,
-            t_comm + overhead,
-            wire / r.link_bandwidth * n,
-            "communication",
-        )
-    peak = r.matmul_flops if op.kind == "matmul" else r.vector_flops
-    t_mem = c.bytes / (r.bandwidth * r.memory_eff) * n
+        roofline = wire / r.link_bandwidth * n
+        return Timing(0.0, 0.0, t_comm, overhead, t_comm + overhead, roofline, "communication")
+    peak = r.matmul_flops if op.gemm is not None else r.vector_flops
+    t_mem = nbytes / (r.bandwidth * r.memory_eff) * n
     if op.gemm is not None:
         t_math = padded_flops(op.gemm, r) / (peak * r.compute_eff)
         if op.dequant_elements and r.dequant_instructions:
@@ -119,6 +111,7 @@ def time_op(op: Op, r: Rates) -> Timing:
         t_math *= n
     else:
         t_math = c.flops / (peak * r.compute_eff) * n
-    roofline = max(c.flops / peak, c.bytes / r.bandwidth) * n
-    bound = "compute" if t_math >= t_mem else "memory"
-    return Timing(t_math, t_mem, 0.0, overhead, max(t_math, t_mem) + overhead, roofline, bound)
+    roofline = max(c.flops / peak, nbytes / r.bandwidth) * n
+    if t_math >= t_mem:
+        return Timing(t_math, t_mem, 0.0, overhead, t_math + overhead, roofline, "compute")
+    return Timing(t_math, t_mem, 0.0, overhead, t_mem + overhead, roofline, "memory")

@@ -11,9 +11,20 @@ from perfest.specs import HardwareSpec, ModelConfig
 def classic() -> ModelConfig:
     """A GPT-2-style model small enough to work out by hand: h = 64, 4 heads, i = 4h."""
     return ModelConfig(
-        name="tiny-classic", vocab_size=1000, hidden_size=64, num_layers=2, num_heads=4,
-        intermediate_size=256, mlp="classic", activation="gelu_tanh", norm="layernorm",
-        position="learned", qkv_bias=True, out_bias=True, mlp_bias=True, tied_embeddings=True,
+        name="tiny-classic",
+        vocab_size=1000,
+        hidden_size=64,
+        num_layers=2,
+        num_heads=4,
+        intermediate_size=256,
+        mlp="classic",
+        activation="gelu_tanh",
+        norm="layernorm",
+        position="learned",
+        qkv_bias=True,
+        out_bias=True,
+        mlp_bias=True,
+        tied_embeddings=True,
         max_position_embeddings=128,
     )
 
@@ -22,8 +33,14 @@ def classic() -> ModelConfig:
 def gated() -> ModelConfig:
     """A Llama-style GQA model: h = 64, 8 heads of d = 8, 2 kv heads, i = 160."""
     return ModelConfig(
-        name="tiny-gated", vocab_size=512, hidden_size=64, num_layers=3, num_heads=8,
-        num_kv_heads=2, intermediate_size=160, max_position_embeddings=256,
+        name="tiny-gated",
+        vocab_size=512,
+        hidden_size=64,
+        num_layers=3,
+        num_heads=8,
+        num_kv_heads=2,
+        intermediate_size=160,
+        max_position_embeddings=256,
     )
 
 
@@ -31,7 +48,12 @@ def gated() -> ModelConfig:
 def device() -> HardwareSpec:
     """Round numbers: 100 TFLOP/s bf16, 1 TB/s, no efficiency losses, no overheads."""
     return HardwareSpec(
-        name="round", fp32_tflops=10, bf16_tflops=100, memory_gb=10,
-        memory_bandwidth_gb_s=1000, interconnect_bandwidth_gb_s=100, compute_efficiency=1.0,
+        name="round",
+        fp32_tflops=10,
+        bf16_tflops=100,
+        memory_gb=10,
+        memory_bandwidth_gb_s=1000,
+        interconnect_bandwidth_gb_s=100,
+        compute_efficiency=1.0,
         memory_efficiency=1.0,
     )

@@ -13,13 +13,40 @@ from perfest.errors import SpecError, SpecFileError, UnknownNameError
 
 ROOT = Path(__file__).resolve().parent.parent
 ISSUE_MODELS = [
-    "gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "gpt3-175b", "llama-2-7b", "llama-2-13b",
-    "llama-2-70b", "llama-3-8b", "llama-3-70b", "llama-3.1-8b", "llama-3.1-70b",
-    "llama-3.1-405b", "mistral-7b", "qwen2-7b", "gemma-7b", "phi-3-mini", "falcon-7b", "gpt-j-6b",
+    "gpt2",
+    "gpt2-medium",
+    "gpt2-large",
+    "gpt2-xl",
+    "gpt3-175b",
+    "llama-2-7b",
+    "llama-2-13b",
+    "llama-2-70b",
+    "llama-3-8b",
+    "llama-3-70b",
+    "llama-3.1-8b",
+    "llama-3.1-70b",
+    "llama-3.1-405b",
+    "mistral-7b",
+    "qwen2-7b",
+    "gemma-7b",
+    "phi-3-mini",
+    "falcon-7b",
+    "gpt-j-6b",
 ]
 ISSUE_HARDWARE = [
-    "a100-40gb-sxm", "a100-80gb-sxm", "a100-80gb-pcie", "h100-sxm", "h100-pcie", "h200-sxm",
-    "b200", "l40s", "l4", "rtx-4090", "mi300x", "tpu-v5e", "tpu-v4",
+    "a100-40gb-sxm",
+    "a100-80gb-sxm",
+    "a100-80gb-pcie",
+    "h100-sxm",
+    "h100-pcie",
+    "h200-sxm",
+    "b200",
+    "l40s",
+    "l4",
+    "rtx-4090",
+    "mi300x",
+    "tpu-v5e",
+    "tpu-v4",
 ]
 
 
@@ -72,8 +99,10 @@ def test_malformed_yaml_names_file_and_line(tmp_path):
 
 def test_unknown_field_and_missing_field_are_named(tmp_path):
     path = tmp_path / "m.yaml"
-    path.write_text("vocab_size: 10\nhidden_size: 8\nnum_layers: 1\nnum_heads: 2\n"
-                    "intermediate_size: 16\ncolour: red\n")
+    path.write_text(
+        "vocab_size: 10\nhidden_size: 8\nnum_layers: 1\nnum_heads: 2\n"
+        "intermediate_size: 16\ncolour: red\n"
+    )
     with pytest.raises(SpecError, match="colour: unknown field"):
         perfest.load_model(str(path))
     path.write_text("vocab_size: 10\nhidden_size: 8\nnum_layers: 1\nnum_heads: 2\n")
@@ -90,9 +119,15 @@ def test_yaml_is_not_executed(tmp_path):
 
 def test_hf_config_json(tmp_path):
     config = {
-        "model_type": "llama", "vocab_size": 32000, "hidden_size": 4096,
-        "intermediate_size": 11008, "num_hidden_layers": 32, "num_attention_heads": 32,
-        "num_key_value_heads": 32, "max_position_embeddings": 4096, "hidden_act": "silu",
+        "model_type": "llama",
+        "vocab_size": 32000,
+        "hidden_size": 4096,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 32,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 32,
+        "max_position_embeddings": 4096,
+        "hidden_act": "silu",
         "tie_word_embeddings": False,
     }
     path = tmp_path / "config.json"

@@ -1,0 +1,168 @@
+"""Phases, memory, tensor parallelism and quantization, with hand-derived cases."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+import perfest
+from perfest.errors import SpecError, UnsupportedError
+
+
+def test_generation_is_prefill_plus_decode_steps():
+    est = perfest.estimate("llama-2-7b", "a100-80gb-sxm", batch=4, input_len=256, output_len=64)
+    g = est.generation
+    assert g.ttft_s == est.prefill.time_s and g.tpot_s == est.decode.time_s
+    assert g.e2e_latency_s == pytest.approx(g.ttft_s + 63 * g.tpot_s)
+    assert g.output_tokens_per_s == pytest.approx(4 * 64 / g.e2e_latency_s)
+    assert est.decode.context_len == 256 + 32  # the mean step's context
+
+
+def test_prediction_never_beats_roofline():
+    est = perfest.estimate("llama-3-8b", "h100-sxm", batch=16)
+    for phase in (est.prefill, est.decode):
+        assert phase.time_s >= phase.roofline_time_s
+        assert all(r.time_s >= r.roofline_time_s for r in phase.layers)
+
+
+def test_decode_batch_1_is_memory_bound_and_near_weights_over_bandwidth():
+    # A step reads every weight but the embedding table (one row is gathered):
+    # (6,738,415,616 − 32,000·4096)·2 B = 13.21 GB at 2.039 TB/s = 6.48 ms, plus a 129-token
+    # KV cache (67.6 MB, 0.03 ms): the pure bound of a step.
+    est = perfest.estimate("llama-2-7b", "a100-80gb-sxm", batch=1, input_len=128, output_len=2)
+    assert est.decode.bound == "memory"
+    expected = ((6_738_415_616 - 32_000 * 4096) * 2 + 129 * 524_288) / 2.039e12
+    assert est.generation.roofline_tpot_s == pytest.approx(expected, rel=0.01)
+
+
+def test_large_prefill_is_compute_bound():
+    est = perfest.estimate("llama-2-7b", "a100-80gb-sxm", batch=8, input_len=2048)
+    assert est.prefill.bound == "compute"
+
+
+def test_kv_cache_is_half_a_mebibyte_per_token_for_llama2_7b():
+    # 2 (K, V) · 32 layers · 32 heads · 128 dims · 2 bytes = 524,288 B per token
+    est = perfest.estimate("llama-2-7b", "a100-80gb-sxm", batch=3, input_len=1000, output_len=24)
+    assert est.memory.kv_cache_bytes == 3 * 1024 * 524_288
+
+
+def test_gqa_shrinks_the_kv_cache():
+    # Llama-3-8B: 8 kv heads → 2·32·8·128·2 = 131,072 B per token
+    est = perfest.estimate("llama-3-8b", "h100-sxm", batch=1, input_len=1000, output_len=24)
+    assert est.memory.kv_cache_bytes == 1024 * 131_072
+
+
+def test_weights_in_bf16_are_two_bytes_per_parameter():
+    est = perfest.estimate("mistral-7b", "h100-sxm")
+    assert est.memory.weights_bytes == 2 * 7_241_732_096
+
+
+def test_max_batch_is_the_boundary():
+    est = perfest.estimate("llama-2-13b", "a100-40gb-sxm", input_len=2048, output_len=512)
+    n = est.memory.max_batch
+    assert n > 0
+    assert perfest.estimate(
+        "llama-2-13b", "a100-40gb-sxm", batch=n, input_len=2048, output_len=512
+    ).memory.fits
+    too_many = perfest.estimate(
+        "llama-2-13b", "a100-40gb-sxm", batch=n + 1, input_len=2048, output_len=512
+    )
+    assert not too_many.memory.fits and too_many.warnings[0].startswith("memory:")
+
+
+def test_model_too_big_reports_rather_than_raises():
+    est = perfest.estimate("llama-2-70b", "l4")
+    assert not est.memory.fits and est.memory.max_batch == 0
+
+
+def test_tensor_parallel_splits_weights_and_adds_two_all_reduces_per_layer():
+    one = perfest.estimate("llama-2-70b", "h100-sxm", batch=8)
+    four = perfest.estimate("llama-2-70b", "h100-sxm", batch=8, tp=4)
+    assert four.memory.weights_bytes == pytest.approx(one.memory.weights_bytes / 4)
+    rows = {r.name: r for r in four.decode.layers}
+    assert rows["attn_allreduce"].count == rows["mlp_allreduce"].count == 80
+    assert rows["attn_allreduce"].bound == "communication"
+    assert four.decode.comm_time_s > 0
+    assert four.decode.time_s < one.decode.time_s
+
+
+def test_parallel_block_needs_one_all_reduce_per_layer():
+    est = perfest.estimate("gpt-j-6b", "a100-80gb-sxm", tp=2)
+    names = [r.name for r in est.decode.layers]
+    assert "block_allreduce" in names and "attn_allreduce" not in names
+
+
+def test_tp_must_divide_heads():
+    with pytest.raises(SpecError, match="tp: 3 does not divide the 32 attention heads"):
+        perfest.estimate("llama-2-7b", "h100-sxm", tp=3)
+
+
+def test_dtype_the_device_lacks():
+    with pytest.raises(UnsupportedError, match="no fp8"):
+        perfest.estimate("llama-2-7b", "a100-80gb-sxm", dtype="fp8")
+
+
+def test_fp8_halves_weight_traffic_on_hopper():
+    bf16 = perfest.estimate("llama-2-7b", "h100-sxm", batch=1)
+    fp8 = perfest.estimate("llama-2-7b", "h100-sxm", batch=1, dtype="fp8")
+    assert fp8.memory.weights_bytes == pytest.approx(bf16.memory.weights_bytes / 2)
+    assert fp8.decode.time_s < bf16.decode.time_s
+
+
+def test_int4_weight_only_wins_small_batch_and_loses_edge_at_large_batch():
+    def speedup(batch):
+        kw = dict(batch=batch, input_len=512, output_len=128)
+        base = perfest.estimate("llama-2-7b", "a100-80gb-sxm", **kw).decode.time_s
+        quant = perfest.estimate("llama-2-7b", "a100-80gb-sxm", weight_dtype="int4", **kw)
+        return base / quant.decode.time_s
+
+    assert speedup(1) > 2.0
+    assert speedup(256) < speedup(1)
+
+
+def test_int4_keeps_embeddings_and_head_in_activation_dtype():
+    m = perfest.load_model("llama-2-7b")
+    est = perfest.estimate(m, "a100-80gb-sxm", weight_dtype="int4")
+    embed_and_head = 2 * m.V * m.h + (2 * m.L + 1) * m.h
+    block = perfest.count_parameters(m) - embed_and_head
+    assert est.memory.weights_bytes == block * 0.5 + embed_and_head * 2
+
+
+def test_bad_workload_fields_name_the_field():
+    with pytest.raises(SpecError, match="^batch: "):
+        perfest.estimate("gpt2", "l4", batch=0)
+    with pytest.raises(SpecError, match="^compute_efficiency: "):
+        perfest.estimate("gpt2", "l4", compute_efficiency=1.5)
+    with pytest.raises(SpecError, match="^colour: unknown field"):
+        perfest.estimate("gpt2", "l4", colour="red")
+
+
+def test_eager_attention_moves_the_score_matrix():
+    flash = perfest.estimate("llama-2-7b", "h100-sxm", input_len=2048)
+    eager = perfest.estimate("llama-2-7b", "h100-sxm", input_len=2048, attention="eager")
+    extra = eager.prefill.bytes - flash.prefill.bytes
+    # scores written and read back, probabilities written and read: 4·n_h·s²·2 B per layer ≥
+    assert extra >= 4 * 32 * 2048**2 * 2 * 32
+    assert eager.prefill.time_s > flash.prefill.time_s
+
+
+def test_result_is_frozen_and_json_has_the_documented_keys():
+    est = perfest.estimate("gpt2", "l4")
+    with pytest.raises(ValidationError, match="frozen"):
+        est.parameters = 1
+    d = est.to_dict()
+    assert {"parameters", "memory", "prefill", "decode", "generation"} <= set(d)
+    assert {
+        "weights_bytes",
+        "kv_cache_bytes",
+        "activation_bytes",
+        "total_bytes",
+        "capacity_bytes",
+        "fits",
+    } <= set(d["memory"])
+    for phase in ("prefill", "decode"):
+        assert {"flops", "bytes", "intensity", "time_s", "bound", "layers"} <= set(d[phase])
+        assert {"name", "flops", "bytes", "intensity", "time_s", "bound"} <= set(
+            d[phase]["layers"][0]
+        )
+    assert {"ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s"} <= set(d["generation"])
