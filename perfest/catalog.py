@@ -91,19 +91,26 @@ def _looks_like_path(name: str) -> bool:
     return name.endswith((".yaml", ".yml", ".json")) or "/" in name or "\\" in name
 
 
+@lru_cache(maxsize=256)
+def _catalog_path(key: str, kind: str) -> Path | None:
+    """The shipped file for an id or alias (the index of aliases is read only when needed)."""
+    direct = _catalog_dir(kind).resolve() / f"{key}.yaml"
+    if direct.is_file():  # the common case: no need to read every file for its aliases
+        return direct
+    return _index(kind).get(key)
+
+
 def _resolve(name: str, kind: str):
-    option = "--model" if kind == "models" else "--gpu"
     if _looks_like_path(name):
         return _load_path(Path(name).expanduser().resolve(), kind)
-    index = _index(kind)
     key = name.strip().lower()
-    if key in index:
-        return _load_path(index[key], kind)
-    close = difflib.get_close_matches(key, list(index), n=3, cutoff=0.5)
+    path = _catalog_path(key, kind)
+    if path is not None:
+        return _load_path(path, kind)
+    close = difflib.get_close_matches(key, list(_index(kind)), n=3, cutoff=0.5)
     hint = f"; closest: {', '.join(close)}" if close else f"; see `perfest list {kind}`"
-    raise UnknownNameError(
-        f"{option}: unknown {kind[:-1] if kind == 'models' else 'device'} '{name}'{hint}"
-    )
+    option, what = ("--model", "model") if kind == "models" else ("--gpu", "device")
+    raise UnknownNameError(f"{option}: unknown {what} '{name}'{hint}")
 
 
 def load_model(name: str | ModelConfig) -> ModelConfig:

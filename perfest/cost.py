@@ -97,20 +97,6 @@ class Op:
     dequant_elements: float = 0.0  # weight-only quantized elements unpacked per m-tile
     comm: Collective | None = field(default=None)
 
-    def times(self, count: int) -> Op:
-        """The same op run `count` times per pass (dataclasses.replace, minus its overhead)."""
-        return Op(
-            self.name,
-            self.group,
-            self.kind,
-            self.cost,
-            count,
-            self.gemm,
-            self.kernels,
-            self.dequant_elements,
-            self.comm,
-        )
-
     @property
     def matmul_flops(self) -> float:
         """FLOPs of the matrix products alone (what torch's FlopCounterMode counts)."""

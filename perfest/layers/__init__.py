@@ -44,5 +44,9 @@ def block_ops(model: ModelConfig, p: Pass) -> list[Op]:
 @lru_cache(maxsize=4096)
 def forward(model: ModelConfig, p: Pass) -> tuple[Op, ...]:
     """All ops of one forward pass, block ops carrying count = L (a pure function, cached)."""
-    block = [op.times(model.L) for op in block_ops(model, p)]
+    block = block_ops(model, p)
+    for op in block:
+        # Set on ops this call just made and nobody else holds: the same as op.times(L),
+        # without a second object per op (this is the estimator's innermost loop).
+        object.__setattr__(op, "count", model.L)
     return (*embedding_ops(model, p), *block, *head_ops(model, p))
