@@ -16,11 +16,14 @@ padded_FLOPs — small-shape efficiency (NVIDIA, "Matrix Multiplication Backgrou
 tile and wave quantization). A GEMM runs in output tiles of Tm×Tn; a partial tile costs a full
 one. Tn = 128; Tm adapts to m as libraries pick smaller tiles for skinny products (a device
 YAML may change all three; a calibrated CPU sets them to 1):
-Tm = clamp(next power of two ≥ m, 16, 128), 16 being the smallest tensor-core MMA M. Tiles run
-in waves over the device's `compute_units`; a last partial wave costs a full wave when there is
-more than one (with fewer tiles than units, split-K is assumed to fill the device).
+Tm = clamp(next power of two ≥ m, 16, 128), 16 being the smallest tensor-core MMA M.
 So decode's matrix-vector products (m = b) pay Tm/m in compute — invisible while memory-bound,
 which is why decode stays memory-bound well past the naive ridge point.
+Occupancy: the tiles, each split along K into slices of at least K_SLICE = 256 (split-K /
+stream-K), share the device's `compute_units`. A product with fewer such pieces than units
+runs as one partial wave and leaves units idle (small models, short prompts): it is charged a
+whole wave. With more pieces than units, stream-K scheduling (CUTLASS, cuBLAS) balances the
+tail, so no wave quantization is charged; η_compute covers what remains.
 
 T_dequant — weight-only int4/int8 kernels unpack each weight element in registers once per
 m-tile: elements · instructions_per_element · ceil(m / Tm) / instruction_rate, with the
@@ -38,6 +41,8 @@ from dataclasses import dataclass
 from math import ceil
 
 from perfest.cost import Gemm, Op
+
+K_SLICE = 256  # smallest K slice a split-K / stream-K GEMM hands one unit (reasoned)
 
 DEQUANT_INSTRUCTIONS_PER_ELEMENT = {"int4": 2.0, "int8": 1.0, "fp8": 1.0}
 
@@ -82,11 +87,12 @@ def tile_m(m: int, r: Rates) -> int:
 
 
 def padded_flops(g: Gemm, r: Rates) -> float:
-    """FLOPs of the tiles the GEMM actually executes (tile and wave quantization)."""
+    """FLOPs the device spends on the GEMM: whole tiles, and at least one whole wave."""
     tm = tile_m(g.m, r)
     tiles = g.batch * ceil(g.m / tm) * ceil(g.n / r.tile_n)
-    if tiles > r.compute_units:
-        tiles = ceil(tiles / r.compute_units) * r.compute_units
+    pieces = tiles * max(1, g.k // K_SLICE)
+    if pieces < r.compute_units:  # one partial wave: idle units cost time too
+        tiles *= r.compute_units / pieces
     return 2.0 * g.k * tm * r.tile_n * tiles
 
 

@@ -72,10 +72,23 @@ def test_skinny_gemm_pays_for_padding():
     assert padded_flops(g, rates()) == 16 * g.flops
 
 
-def test_wave_quantization():
-    # 130 tiles of 128×128 on 128 units → 2 waves = 256 tiles' worth of work
+def test_small_gemm_occupies_a_whole_wave():
+    # [128, 256] @ [256, 768]: 6 tiles of 128×128, K = 256 → 1 slice each: 6 pieces on 108
+    # units → a whole wave: charged 108 tiles' worth, 2·256·128·128·108 FLOPs
+    g = Gemm(128, 256, 768)
+    assert padded_flops(g, rates(compute_units=108)) == 2.0 * 256 * 128 * 128 * 108
+
+
+def test_split_k_fills_the_device():
+    # m = 1, k = n = 4096: 32 tiles × 16 K-slices = 512 pieces ≥ 108 units → no idle units
+    g = Gemm(1, 4096, 4096)
+    assert padded_flops(g, rates(compute_units=108)) == 16 * g.flops
+
+
+def test_no_wave_tail_past_one_wave():
+    # 130 tiles on 128 units: stream-K balances the tail, so only tile padding is charged
     g = Gemm(128, 64, 130 * 128)
-    assert padded_flops(g, rates(compute_units=128)) == 2.0 * 64 * 128 * 128 * 256
+    assert padded_flops(g, rates(compute_units=128)) == g.flops
 
 
 def test_vector_op_on_vector_units():
