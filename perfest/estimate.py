@@ -107,7 +107,7 @@ def run_phase(name: str, model: ModelConfig, p: Pass, r: Rates) -> PhaseEstimate
     this thousands of times)."""
     ops = forward(model, p)
     rows = []
-    by_bound = {"compute": 0.0, "memory": 0.0, "communication": 0.0}
+    by_bound = {"compute": 0.0, "memory": 0.0, "communication": 0.0, "overhead": 0.0}
     flops = mm_flops = nbytes = time = roofline = overhead = comm = 0.0
     for op in ops:
         tm = time_op(op, r)

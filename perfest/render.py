@@ -106,7 +106,13 @@ def estimate_csv(est: Estimate) -> str:
 
 
 def _bound(bound: str) -> str:
-    colour = {"compute": "green", "memory": "cyan", "communication": "magenta"}.get(bound, "")
+    colours = {
+        "compute": "green",
+        "memory": "cyan",
+        "communication": "magenta",
+        "overhead": "yellow",
+    }
+    colour = colours.get(bound, "")
     return f"[{colour}]{bound}[/]" if colour else bound
 
 

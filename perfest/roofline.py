@@ -32,7 +32,8 @@ instruction rate taken as the device's FP32 rate / 2 (an FMA is one instruction,
 This is why W4A16 wins at small batch and loses its edge at large batch (AWQ, Marlin papers).
 
 t_launch — a fixed cost per kernel launch (the device YAML cites it): it dominates short
-prefills and small models, where kernels finish faster than they can be issued.
+prefills and small models, where kernels finish faster than they can be issued. An op whose
+launches take longer than its work is reported with bound "overhead".
 """
 
 from __future__ import annotations
@@ -118,6 +119,9 @@ def time_op(op: Op, r: Rates) -> Timing:
     else:
         t_math = c.flops / (peak * r.compute_eff) * n
     roofline = max(c.flops / peak, nbytes / r.bandwidth) * n
-    if t_math >= t_mem:
-        return Timing(t_math, t_mem, 0.0, overhead, t_math + overhead, roofline, "compute")
-    return Timing(t_math, t_mem, 0.0, overhead, t_mem + overhead, roofline, "memory")
+    busy = max(t_math, t_mem)
+    if overhead > busy:
+        bound = "overhead"  # launching the kernels takes longer than running them
+    else:
+        bound = "compute" if t_math >= t_mem else "memory"
+    return Timing(t_math, t_mem, 0.0, overhead, busy + overhead, roofline, bound)

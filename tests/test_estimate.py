@@ -166,3 +166,12 @@ def test_result_is_frozen_and_json_has_the_documented_keys():
             d[phase]["layers"][0]
         )
     assert {"ttft_s", "tpot_s", "e2e_latency_s", "output_tokens_per_s"} <= set(d["generation"])
+
+
+def test_small_model_decode_is_launch_bound():
+    # GPT-2 small: 135 kernels × 4 µs = 540 µs of launches against ~70 µs of weight reads on an
+    # H100, so the launches, not the memory, bound a decode step.
+    est = perfest.estimate("gpt2", "h100-sxm", batch=1)
+    assert est.decode.bound == "overhead"
+    assert est.decode.overhead_s == pytest.approx(135 * 4e-6)
+    assert perfest.estimate("llama-2-7b", "h100-sxm", batch=1).decode.bound == "memory"
