@@ -30,7 +30,14 @@ from perfest.results import (
     make,
 )
 from perfest.roofline import DEQUANT_INSTRUCTIONS_PER_ELEMENT, Rates, time_op
-from perfest.specs import DTYPE_BYTES, HardwareSpec, ModelConfig, Workload, first_error
+from perfest.specs import (
+    DTYPE_BYTES,
+    SCALE_BYTES_PER_WEIGHT,
+    HardwareSpec,
+    ModelConfig,
+    Workload,
+    first_error,
+)
 
 
 def make_workload(workload: Workload | None = None, **fields) -> Workload:
@@ -88,7 +95,8 @@ def make_pass(w: Workload, s: int, t: int, s_logits: int) -> Pass:
         t=t,
         s_logits=s_logits,
         act=act,
-        w=DTYPE_BYTES[w.w_dtype],
+        w=DTYPE_BYTES[w.w_dtype]
+        + (SCALE_BYTES_PER_WEIGHT.get(w.w_dtype, 0.0) if w.weight_only else 0.0),
         emb=act if w.weight_only else DTYPE_BYTES[w.w_dtype],
         kv=DTYPE_BYTES[w.cache_dtype],
         tp=w.tp,

@@ -28,7 +28,8 @@ tail, so no wave quantization is charged; η_compute covers what remains.
 T_dequant — weight-only int4/int8 kernels unpack each weight element in registers once per
 m-tile: elements · instructions_per_element · ceil(m / Tm) / instruction_rate, with the
 instruction rate taken as the device's FP32 rate / 2 (an FMA is one instruction, 2 FLOPs) and
-2 instructions per int4 element (bit-field extract + convert-and-scale) and 1 per int8.
+3 instructions per int4 element (bit-field extract, convert, scale-and-zero FMA) and 2 per int8
+or fp8 (convert, scale).
 This is why W4A16 wins at small batch and loses its edge at large batch (AWQ, Marlin papers).
 
 t_launch — a fixed cost per kernel launch (the device YAML cites it): it dominates short
@@ -45,7 +46,7 @@ from perfest.cost import Gemm, Op
 
 K_SLICE = 256  # smallest K slice a split-K / stream-K GEMM hands one unit (reasoned)
 
-DEQUANT_INSTRUCTIONS_PER_ELEMENT = {"int4": 2.0, "int8": 1.0, "fp8": 1.0}
+DEQUANT_INSTRUCTIONS_PER_ELEMENT = {"int4": 3.0, "int8": 2.0, "fp8": 2.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ def padded_flops(g: Gemm, r: Rates) -> float:
     """FLOPs the device spends on the GEMM: whole tiles, and at least one whole wave."""
     tm = tile_m(g.m, r)
     tiles = g.batch * ceil(g.m / tm) * ceil(g.n / r.tile_n)
-    pieces = tiles * max(1, g.k // K_SLICE)
+    pieces = tiles * max(1.0, g.k / K_SLICE)  # fractional slices keep time monotonic in k
     if pieces < r.compute_units:  # one partial wave: idle units cost time too
         tiles *= r.compute_units / pieces
     return 2.0 * g.k * tm * r.tile_n * tiles

@@ -36,6 +36,11 @@ DTYPE_BYTES: dict[str, float] = {
 #: Weight-only quantized formats: stored at their size, computed in the activation dtype.
 WEIGHT_ONLY_DTYPES = frozenset({"int4", "int8"})
 
+#: Extra bytes per weight for quantization scales: int4 checkpoints (AWQ, GPTQ) store an fp16
+#: scale and zero point per group of 128 weights, 4/128 B; int8 and fp8 use one scale per output
+#: channel, which is negligible.
+SCALE_BYTES_PER_WEIGHT: dict[str, float] = {"int4": 4 / 128}
+
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 
 

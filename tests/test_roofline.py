@@ -114,7 +114,7 @@ def test_all_gather_moves_half_of_all_reduce():
 
 def test_weight_only_dequant_costs_compute():
     # 4096·4096 int4 weights, m = 256 → 2 m-tiles; 2 instructions per element per m-tile at
-    # 10 TFLOP/s / 2 = 5e12 instructions/s: 16,777,216·2·2 / 5e12 = 13.4 µs
+    # 10 TFLOP/s / 2 = 5e12 instructions/s: 16,777,216·2·2 / 5e12 = 13.4 µs (2 chosen here)
     op = matmul("w", "mlp", 256, 4096, 4096, a_size=2, b_size=0.5, c_size=2, weight_only=True)
     plain = time_op(op, rates()).t_compute
     t = time_op(op, rates(dequant_instructions=2.0)).t_compute
