@@ -82,24 +82,19 @@ def _gpt2(c: dict, where: str) -> dict:
 
 
 def _gptj(c: dict, where: str) -> dict:
-    h = c.get("n_embd")
-    return dict(
-        vocab_size=c.get("vocab_size"),
-        hidden_size=h,
-        num_layers=c.get("n_layer"),
-        num_heads=c.get("n_head"),
-        intermediate_size=c.get("n_inner") or (4 * h if h else None),
-        mlp="classic",
-        activation=_act(c.get("activation_function", "gelu_new"), where),
-        norm="layernorm",
-        position="rope",
-        rotary_dim=c.get("rotary_dim"),
-        mlp_bias=True,
-        lm_head_bias=True,
-        tied_embeddings=bool(c.get("tie_word_embeddings", False)),
-        parallel_block=True,
-        max_position_embeddings=c.get("n_positions", 2048),
-    )
+    """GPT-2's field names; a parallel block, partial RoPE, no attention biases, a biased and
+    untied LM head."""
+    return {
+        **_gpt2(c, where),
+        "position": "rope",
+        "rotary_dim": c.get("rotary_dim"),
+        "qkv_bias": False,
+        "out_bias": False,
+        "lm_head_bias": True,
+        "tied_embeddings": bool(c.get("tie_word_embeddings", False)),
+        "parallel_block": True,
+        "max_position_embeddings": c.get("n_positions", 2048),
+    }
 
 
 def _falcon(c: dict, where: str) -> dict:
