@@ -13,6 +13,7 @@ from perfest.estimate import estimate
 from perfest.parameters import count_parameters
 from perfest.results import Estimate
 from perfest.specs import HardwareSpec, ModelConfig, Workload
+from perfest.sweep import SweepResult, sweep
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,7 @@ __all__ = [
     "HardwareSpec",
     "ModelConfig",
     "PerfestError",
+    "SweepResult",
     "Workload",
     "count_parameters",
     "estimate",
@@ -28,4 +30,5 @@ __all__ = [
     "list_models",
     "load_hardware",
     "load_model",
+    "sweep",
 ]

@@ -71,23 +71,34 @@ def model_option(fn: Callable) -> Callable:
     )(fn)
 
 
-def gpu_option(fn: Callable) -> Callable:
-    return click.option(
-        "--gpu",
-        "--hardware",
-        "-g",
-        "gpu",
-        required=True,
-        help="Catalog id or hardware YAML file (e.g. from calibrate).",
-    )(fn)
+def gpu_option(fn: Callable | None = None, *, many: bool = False) -> Callable:
+    """--gpu; with many=True a comma-separated list of devices to compare (sweep)."""
+    if fn is None:
+        return functools.partial(gpu_option, many=many)
+    text = (
+        "Catalog ids or hardware YAML files, comma-separated: a100,h100."
+        if many
+        else "Catalog id or hardware YAML file (e.g. from calibrate)."
+    )
+    return click.option("--gpu", "--hardware", "-g", "gpu", required=True, help=text)(fn)
 
 
-def workload_options(fn: Callable) -> Callable:
-    """The workload options shared by estimate, sweep, roofline and validate."""
+def workload_options(fn: Callable | None = None, *, ranges: bool = False) -> Callable:
+    """The workload options shared by estimate, sweep, roofline and validate. With ranges=True
+    (sweep), --batch, --input-len and --output-len take lists and ranges as text."""
+    if fn is None:
+        return functools.partial(workload_options, ranges=ranges)
+    size = click.STRING if ranges else int
+    axis = " List or range: 1,2,4 · 1:1024:x2 (geometric) · 1:64:+8 (arithmetic)." if ranges else ""
     options = [
-        click.option("--batch", "-b", type=int, default=None, help="Sequences per batch [1]."),
-        click.option("--input-len", "-i", type=int, default=None, help="Prompt tokens [512]."),
-        click.option("--output-len", "-o", type=int, default=None, help="Generated tokens [128]."),
+        click.option("--batch", "-b", type=size, default=None, help=f"Sequences [1].{axis}"),
+        click.option(
+            "--input-len", "-i", type=size, default=None, help=f"Prompt tokens [512].{axis}"
+        ),
+        # no -o: commands that write a file (roofline, calibrate) use -o for it
+        click.option(
+            "--output-len", type=size, default=None, help=f"Generated tokens [128].{axis}"
+        ),
         click.option(
             "--dtype", type=DTYPES, default=None, help="Activation and matmul compute dtype [bf16]."
         ),

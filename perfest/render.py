@@ -105,7 +105,8 @@ def estimate_csv(est: Estimate) -> str:
     return to_csv(("phase", *OP_COLUMNS), rows)
 
 
-def _bound(bound: str) -> str:
+def bound_style(bound: str) -> str:
+    """The bound, coloured for rich."""
     colours = {
         "compute": "green",
         "memory": "cyan",
@@ -130,7 +131,7 @@ def phase_table(phase: PhaseEstimate, title: str) -> Table:
             intensity(op.intensity),
             seconds(op.time_s),
             seconds(op.roofline_time_s),
-            _bound(op.bound),
+            bound_style(op.bound),
             f"{share:.0%}",
         )
     table.add_section()
@@ -142,7 +143,7 @@ def phase_table(phase: PhaseEstimate, title: str) -> Table:
         intensity(phase.intensity),
         seconds(phase.time_s),
         seconds(phase.roofline_time_s),
-        _bound(phase.bound),
+        bound_style(phase.bound),
         "",
     )
     return table
@@ -187,7 +188,7 @@ def render_estimate(est: Estimate, console: Console, layers: bool = False) -> No
             seconds(phase.time_s),
             seconds(phase.roofline_time_s),
             seconds(phase.overhead_s),
-            _bound(phase.bound),
+            bound_style(phase.bound),
         )
     console.print(table)
     gen_table = Table(show_edge=False, show_header=True)

@@ -20,8 +20,10 @@ def make(cls: type[BaseModel], _private: dict | None = None, **data: Any) -> Any
 
     The estimator builds dozens of rows per estimate; `model_construct` spends most of an
     estimate's time on bookkeeping we do not need, so this sets the instance state directly.
-    Every field must be given.
+    Every field must be given, and no other (checked: a misspelt field would vanish from JSON).
     """
+    if data.keys() != cls.model_fields.keys():
+        raise TypeError(f"{cls.__name__}: fields {sorted(data.keys() ^ cls.model_fields.keys())}")
     obj = cls.__new__(cls)
     object.__setattr__(obj, "__dict__", data)
     object.__setattr__(obj, "__pydantic_fields_set__", set(data))
@@ -75,6 +77,11 @@ class PhaseEstimate(BaseModel):
     # (op, timing) pairs; the rows are built only when asked for, since most callers (sweeps,
     # summaries) read the totals alone.
     _rows: tuple = PrivateAttr(default=())
+
+    def timed_ops(self) -> tuple:
+        """The (Op, Timing) pairs behind `layers`, for callers that need per-op detail at
+        every point of a sweep without paying for the rows."""
+        return self._rows
 
     @computed_field  # type: ignore[prop-decorator]
     @cached_property

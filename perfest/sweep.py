@@ -1,0 +1,346 @@
+"""Sweeps: `estimate` over batch sizes, prompt and output lengths, and devices.
+
+The lesson a batch sweep shows: a decode step reads every weight once for the whole batch, so
+while decode is memory-bound its step time barely grows with b and throughput rises almost
+linearly; the weight matmuls' intensity is
+
+    I(b) ≈ 2·b·h·n / (w·h·n) = 2·b / w         FLOP/byte  (w = bytes per weight element)
+
+and it reaches the device's ridge point R = peak / bandwidth at the *ridge-point batch*
+
+    b_ridge = R·w / 2 = peak·w / (2·bandwidth)
+
+past which the matmuls are paced by FLOPs and throughput flattens. Attention's products with
+the KV cache do not share their operand across the batch (each sequence has its own cache), so
+their intensity stays ≈ 1 FLOP/byte at every batch: at long contexts they, not the ridge point,
+decide where decode stops scaling, and decode as a whole can stay memory-bound at every batch.
+
+Every point is one `perfest.estimate` call on specs loaded once; nothing is re-derived here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from itertools import product
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from perfest.catalog import load_hardware, load_model
+from perfest.errors import SpecError
+from perfest.estimate import decode_context, estimate, make_workload
+from perfest.memory import kv_bytes_per_sequence
+from perfest.results import SCHEMA_VERSION, Estimate, PhaseEstimate, make
+from perfest.specs import DTYPE_BYTES, HardwareSpec, ModelConfig, Workload
+
+_FROZEN = ConfigDict(frozen=True, extra="forbid")
+
+#: The most values one axis, and one sweep, may hold (a typo such as 1:10000000 fails fast
+#: instead of running for an hour).
+MAX_AXIS_VALUES = 100_000
+MAX_POINTS = 100_000
+
+#: Decode's products with the KV cache. Their second operand is per sequence, so batching does
+#: not raise their intensity; every other matmul multiplies by a weight the batch shares.
+KV_PRODUCTS = frozenset({"attn_scores", "attn_values"})
+
+_RANGE = re.compile(r"^(?P<start>[^:]+):(?P<stop>[^:]+)(?::(?P<step>[^:]*))?$")
+
+
+class SweepPoint(BaseModel):
+    """One (device, input_len, output_len, batch) point; times in seconds, memory in bytes."""
+
+    model_config = _FROZEN
+
+    hardware: str
+    batch: int
+    input_len: int
+    output_len: int
+    output_tokens_per_s: float  # all sequences of the batch together
+    per_sequence_tokens_per_s: float
+    ttft_s: float
+    tpot_s: float
+    e2e_latency_s: float
+    decode_intensity: float  # FLOP/byte of the whole decode step
+    decode_bound: str  # the bound holding most of the decode step's time (compute, memory, …)
+    weights_bound: str  # the same, over decode's weight matmuls alone
+    memory_bytes: float
+    capacity_bytes: float
+    fits: bool
+
+
+class SweepSummary(BaseModel):
+    """The batch curve of one (device, input_len, output_len) series, in numbers."""
+
+    model_config = _FROZEN
+
+    hardware: str
+    input_len: int
+    output_len: int
+    ridge_point: float  # FLOP/byte, peak / bandwidth of the compute dtype
+    bytes_per_weight: float  # w, the size of the weight storage dtype
+    ridge_batch: float  # ridge_point · w / 2: where the weight matmuls flip, analytically
+    knee_batch: int | None  # smallest swept batch whose decode step is compute-bound
+    weights_knee_batch: int | None  # smallest swept batch whose weight matmuls are compute-bound
+    max_batch: int  # largest batch that fits in memory at these lengths (any batch, not only swept)
+    best_batch: int | None  # the fitting swept batch with the highest throughput
+    best_tokens_per_s: float | None
+    largest_swept_batch: int
+    decode_context_len: int
+    kv_bytes_per_sequence: float  # KV cache one sequence reads per decode step, per device
+
+
+class SweepResult(BaseModel):
+    """Everything `perfest sweep` reports; `to_dict()` is its JSON form."""
+
+    model_config = _FROZEN
+
+    schema_version: int = SCHEMA_VERSION
+    model: str
+    hardware: tuple[str, ...]
+    workload: dict[str, Any]  # the fields every point shares (dtypes, tp, efficiencies…)
+    batches: tuple[int, ...]
+    input_lens: tuple[int, ...]
+    output_lens: tuple[int, ...]
+    points: tuple[SweepPoint, ...]
+    summaries: tuple[SweepSummary, ...]
+    warnings: tuple[str, ...] = ()
+
+    def series(self, summary: SweepSummary) -> tuple[SweepPoint, ...]:
+        """The points of one summary's batch curve, in batch order."""
+        key = (summary.hardware, summary.input_len, summary.output_len)
+        return tuple(p for p in self.points if (p.hardware, p.input_len, p.output_len) == key)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+# ---------------------------------------------------------------------------------------------
+# Axes: "1,2,4,8", "1:1024:x2" (geometric), "1:64:+8" or "1:64:8" (arithmetic), or a mix.
+
+
+def parse_axis(text: str, option: str = "--batch") -> tuple[int, ...]:
+    """Parse a list and/or ranges of positive whole numbers into sorted, distinct values.
+
+    `start:stop:xF` multiplies by F (> 1), `start:stop:+N` (or `:N`) adds N ≥ 1, `start:stop`
+    adds 1; `stop` is included when a step lands on it and never exceeded. Items are separated
+    by commas: "1,2,4:64:x2" is valid. Errors are SpecError messages starting with `option`.
+    """
+    items = [item.strip() for item in str(text).split(",")]
+    if not any(items):
+        raise SpecError(f"{option}: empty list; give values such as 1,2,4 or a range 1:1024:x2")
+    values: set[int] = set()
+    for item in items:
+        if not item:
+            raise SpecError(f"{option}: empty item in '{text}'")
+        values.update(_parse_item(item, option))
+        if len(values) > MAX_AXIS_VALUES:
+            raise SpecError(f"{option}: more than {MAX_AXIS_VALUES:,} values in '{text}'")
+    return tuple(sorted(values))
+
+
+def _parse_item(item: str, option: str) -> Iterable[int]:
+    match = _RANGE.match(item)
+    if match is None:
+        if ":" in item:
+            raise SpecError(f"{option}: '{item}' is not a range start:stop:step ({_EXAMPLES})")
+        return (_positive(item, option),)
+    start = _positive(match["start"], option)
+    stop = _positive(match["stop"], option)
+    if stop < start:
+        raise SpecError(f"{option}: range '{item}' ends ({stop}) before it starts ({start})")
+    step = (match["step"] or "+1").strip()
+    if step[:1] in ("x", "*"):
+        return _geometric(start, stop, _factor(step[1:], item, option))
+    increment = _whole(step.removeprefix("+"), option, what=f"step '{step}' in '{item}'")
+    if increment <= 0:
+        raise SpecError(f"{option}: step '{step}' in '{item}' must be at least +1")
+    if (stop - start) // increment >= MAX_AXIS_VALUES:
+        raise SpecError(f"{option}: '{item}' has more than {MAX_AXIS_VALUES:,} values")
+    return range(start, stop + 1, increment)
+
+
+_EXAMPLES = "e.g. 1,2,4,8 or 1:1024:x2 or 1:64:+8"
+
+
+def _whole(text: str, option: str, what: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise SpecError(f"{option}: {what} is not a whole number ({_EXAMPLES})") from None
+
+
+def _positive(text: str, option: str) -> int:
+    value = _whole(text, option, what=f"'{text.strip()}'")
+    if value <= 0:
+        raise SpecError(f"{option}: {value} must be a positive whole number")
+    return value
+
+
+def _factor(text: str, item: str, option: str) -> float:
+    try:
+        factor = float(text)
+    except ValueError:
+        raise SpecError(f"{option}: factor 'x{text}' in '{item}' is not a number") from None
+    if not factor > 1:  # also rejects nan
+        raise SpecError(f"{option}: factor 'x{text}' in '{item}' must be greater than 1")
+    return factor
+
+
+def _geometric(start: int, stop: int, factor: float) -> list[int]:
+    """start, start·f, start·f², … ≤ stop, each rounded to a whole number."""
+    values, k = [], 0
+    while (value := start * factor**k) <= stop * (1 + 1e-12):
+        values.append(round(value))
+        k += 1
+    return values
+
+
+def _axis(values: str | int | Sequence[int] | None, default: int, option: str) -> tuple[int, ...]:
+    """An axis given as text, one number, a sequence, or None (the workload's value)."""
+    if values is None:
+        return (default,)
+    if isinstance(values, str):
+        return parse_axis(values, option)
+    values = (values,) if isinstance(values, int) else tuple(values)
+    if not values:
+        raise SpecError(f"{option}: empty list")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise SpecError(f"{option}: {value!r} must be a positive whole number")
+    return tuple(sorted(set(values)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The sweep.
+
+
+def sweep(
+    model: str | ModelConfig,
+    hardware: str | HardwareSpec | Sequence[str | HardwareSpec],
+    workload: Workload | None = None,
+    *,
+    batches: str | int | Sequence[int] | None = None,
+    input_lens: str | int | Sequence[int] | None = None,
+    output_lens: str | int | Sequence[int] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    **fields: Any,
+) -> SweepResult:
+    """Estimate `model` on each device at every (input_len, output_len, batch) combination.
+
+    Axes are sequences of positive ints or text such as "1,2,4" or "1:1024:x2"; an axis left as
+    None takes the workload's value. The other workload fields (dtype, weight_dtype, kv_dtype,
+    tp, logits, attention, compute_efficiency, memory_efficiency) are shared by every point.
+    Points that do not fit in memory are kept, with `fits=False`. `progress(done, total)` is
+    called after each point.
+    """
+    m = load_model(model)
+    devices = _devices(hardware)
+    base = make_workload(workload, **fields)
+    bs = _axis(batches, base.batch, "--batch")
+    ins = _axis(input_lens, base.input_len, "--input-len")
+    outs = _axis(output_lens, base.output_len, "--output-len")
+    total = len(devices) * len(bs) * len(ins) * len(outs)
+    if total > MAX_POINTS:
+        raise SpecError(
+            f"--batch, --input-len, --output-len, --gpu: {len(bs)} × {len(ins)} × {len(outs)} × "
+            f"{len(devices)} = {total:,} points; at most {MAX_POINTS:,}"
+        )
+    points: list[SweepPoint] = []
+    summaries: list[SweepSummary] = []
+    warnings: dict[str, None] = {}  # ordered set
+    for hw, input_len, output_len in product(devices, ins, outs):
+        shape = base.model_copy(update={"input_len": input_len, "output_len": output_len})
+        series = []
+        for b in bs:
+            # Every field was validated in `base` and b > 0 in _axis: skip re-validation.
+            est = estimate(m, hw, shape.model_copy(update={"batch": b}))
+            series.append(_point(est, b, input_len, output_len))
+            warnings.update((note, None) for note in est.warnings if not note.startswith("memory:"))
+            if progress is not None:
+                progress(len(points) + len(series), total)
+        points += series
+        summaries.append(_summary(m, hw, shape, series, est))
+    return make(
+        SweepResult,
+        schema_version=SCHEMA_VERSION,
+        model=m.name,
+        hardware=tuple(hw.name for hw in devices),
+        workload=base.model_dump(exclude={"batch", "input_len", "output_len"}),
+        batches=bs,
+        input_lens=ins,
+        output_lens=outs,
+        points=tuple(points),
+        summaries=tuple(summaries),
+        warnings=tuple(warnings),
+    )
+
+
+def _devices(hardware: Any) -> tuple[HardwareSpec, ...]:
+    if isinstance(hardware, (str, HardwareSpec)):
+        hardware = [hardware]
+    devices = tuple(load_hardware(hw) for hw in hardware)
+    if not devices:
+        raise SpecError("--gpu: empty list of devices")
+    return tuple({hw.name: hw for hw in devices}.values())  # each device once, in order
+
+
+def _point(est: Estimate, b: int, input_len: int, output_len: int) -> SweepPoint:
+    gen, mem, dec = est.generation, est.memory, est.decode
+    return make(
+        SweepPoint,
+        hardware=est.hardware,
+        batch=b,
+        input_len=input_len,
+        output_len=output_len,
+        output_tokens_per_s=gen.output_tokens_per_s,
+        per_sequence_tokens_per_s=gen.per_sequence_tokens_per_s,
+        ttft_s=gen.ttft_s,
+        tpot_s=gen.tpot_s,
+        e2e_latency_s=gen.e2e_latency_s,
+        decode_intensity=dec.intensity,
+        decode_bound=dec.bound,
+        weights_bound=weights_bound(dec),
+        memory_bytes=mem.total_bytes,
+        capacity_bytes=mem.capacity_bytes,
+        fits=mem.fits,
+    )
+
+
+def weights_bound(phase: PhaseEstimate) -> str:
+    """The bound (compute, memory, overhead) holding most of the time of the phase's weight
+    matmuls, i.e. all its matmuls but KV_PRODUCTS."""
+    time: dict[str, float] = {}
+    # (op, timing) pairs, not `phase.layers`: building rows would cost more than the estimate.
+    for op, timing in phase.timed_ops():
+        if op.gemm is not None and op.name not in KV_PRODUCTS:
+            time[timing.bound] = time.get(timing.bound, 0.0) + timing.time
+    return max(time, key=time.__getitem__) if time else "memory"
+
+
+def _summary(
+    m: ModelConfig, hw: HardwareSpec, w: Workload, series: list[SweepPoint], last: Estimate
+) -> SweepSummary:
+    """`last` is the series' last estimate: memory.max_batch does not depend on the batch."""
+    fitting = [p for p in series if p.fits]
+    best = max(fitting, key=lambda p: p.output_tokens_per_s) if fitting else None
+    ridge = last.ridge_point
+    context = decode_context(w)
+    return make(
+        SweepSummary,
+        hardware=hw.name,
+        input_len=w.input_len,
+        output_len=w.output_len,
+        ridge_point=ridge,
+        bytes_per_weight=DTYPE_BYTES[w.w_dtype],
+        ridge_batch=ridge * DTYPE_BYTES[w.w_dtype] / 2,
+        knee_batch=next((p.batch for p in series if p.decode_bound == "compute"), None),
+        weights_knee_batch=next((p.batch for p in series if p.weights_bound == "compute"), None),
+        max_batch=last.memory.max_batch,
+        best_batch=best.batch if best else None,
+        best_tokens_per_s=best.output_tokens_per_s if best else None,
+        largest_swept_batch=series[-1].batch,
+        decode_context_len=context,
+        kv_bytes_per_sequence=kv_bytes_per_sequence(m, context, DTYPE_BYTES[w.cache_dtype], w.tp),
+    )

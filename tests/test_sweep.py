@@ -1,0 +1,474 @@
+"""Sweeps: axis parsing, the batch curve's shape (throughput, knee, memory), and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from itertools import pairwise
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from rich.console import Console
+
+import perfest
+from perfest.cli import cli
+from perfest.errors import SpecError, UnknownNameError
+from perfest.specs import Workload
+from perfest.sweep import KV_PRODUCTS, SweepPoint, SweepSummary, parse_axis, sweep
+from perfest.sweep_cli import knee_sentence, progress_bar
+
+POWERS = "1:1024:x2"
+
+
+def run(*args):
+    return CliRunner().invoke(cli, list(args))
+
+
+@pytest.fixture(scope="module")
+def llama_h100():
+    """llama-2-7b on h100-sxm, 512 in / 128 out: 181 sequences fit (13.5 GB of weights plus
+    0.34 GB of KV cache and activations per sequence, of 80 GB), so batch 256 and up do not."""
+    return sweep("llama-2-7b", "h100-sxm", batches=POWERS, input_lens=512, output_lens=128)
+
+
+# ---------------------------------------------------------------------------------------------
+# Axes
+
+
+@pytest.mark.parametrize(
+    "text, values",
+    [
+        ("1,2,4,8", (1, 2, 4, 8)),
+        ("8, 2,4,2", (2, 4, 8)),  # sorted, each once
+        ("1:1024:x2", tuple(2**k for k in range(11))),
+        ("3:100:x3", (3, 9, 27, 81)),
+        ("1:64:+8", (1, 9, 17, 25, 33, 41, 49, 57)),  # 64 is not on the grid: never exceeded
+        ("8:64:8", (8, 16, 24, 32, 40, 48, 56, 64)),  # stop on the grid: included
+        ("5:8", (5, 6, 7, 8)),
+        ("4:4:x2", (4,)),
+        ("1,2,4:16:x2", (1, 2, 4, 8, 16)),
+        # 1, 1.5, 2.25, 3.375, 5.06, 7.59 rounded, each once
+        ("1:8:x1.5", (1, 2, 3, 5, 8)),
+    ],
+)
+def test_parse_axis(text, values):
+    assert parse_axis(text) == values
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("1:0:x2", "0 must be a positive whole number"),
+        ("8:2:x2", "ends (2) before it starts (8)"),
+        ("x", "'x' is not a whole number"),
+        ("-4", "-4 must be a positive whole number"),
+        ("0", "0 must be a positive"),
+        ("1:64:+0", "must be at least +1"),
+        ("1:64:-2", "must be at least +1"),
+        ("1:64:x1", "must be greater than 1"),
+        ("1:64:x0.5", "must be greater than 1"),
+        ("1:64:xq", "is not a number"),
+        ("1:64:q", "is not a whole number"),
+        ("1:2:3:4", "is not a range"),
+        ("1.5", "is not a whole number"),
+        ("", "empty list"),
+        (",", "empty list"),
+        ("1,,2", "empty item"),
+        ("1:100000000", "more than 100,000 values"),
+    ],
+)
+def test_parse_axis_rejects_with_the_option_name(text, message):
+    with pytest.raises(SpecError) as err:
+        parse_axis(text, "--input-len")
+    assert str(err.value).startswith("--input-len: ") and message in str(err.value)
+
+
+@given(
+    start=st.integers(1, 500),
+    span=st.integers(0, 5000),
+    step=st.integers(1, 600),
+    geometric=st.booleans(),
+)
+def test_ranges_stay_within_bounds_and_step_evenly(start, span, step, geometric):
+    stop = start + span
+    factor = step % 7 + 2  # 2…8
+    text = f"{start}:{stop}:x{factor}" if geometric else f"{start}:{stop}:+{step}"
+    values = parse_axis(text)
+    assert values[0] == start and values[-1] <= stop
+    assert all(a < b for a, b in pairwise(values))
+    if geometric:
+        assert all(b == a * factor for a, b in pairwise(values))
+        assert values[-1] * factor > stop
+    else:
+        assert all(b - a == step for a, b in pairwise(values))
+        assert values[-1] + step > stop
+
+
+# ---------------------------------------------------------------------------------------------
+# The batch curve
+
+
+@pytest.mark.parametrize("device", ["a100-80gb-sxm", "h100-sxm"])
+def test_throughput_never_decreases_with_batch_while_it_fits(device):
+    result = sweep("llama-2-7b", device, batches=POWERS)
+    fitting = [p for p in result.points if p.fits]
+    assert len(fitting) >= 8  # batch 1 … 128 at least
+    rates = [p.output_tokens_per_s for p in fitting]
+    assert rates == sorted(rates)
+    # … while each sequence gets slower: per-sequence tokens/s falls, TPOT grows
+    per_seq = [p.per_sequence_tokens_per_s for p in fitting]
+    assert per_seq == sorted(per_seq, reverse=True)
+
+
+def test_throughput_never_decreases_across_the_catalog():
+    """Every catalogued model on every catalogued device, doubling the batch."""
+    for model in perfest.list_models():
+        result = sweep(model, perfest.list_hardware(), batches="1:512:x2", input_lens=512)
+        for summary in result.summaries:
+            rates = [p.output_tokens_per_s for p in result.series(summary) if p.fits]
+            assert rates == sorted(rates), (model, summary.hardware)
+
+
+def test_knee_is_where_decode_bound_flips():
+    """llama-3-8b (GQA: 4× less KV per sequence than llama-2-7b) at a short prompt on an A100:
+    the weight matmuls take over decode, which turns compute-bound within the sweep."""
+    result = sweep("llama-3-8b", "a100-80gb-sxm", batches=POWERS, input_lens=128)
+    (s,) = result.summaries
+    assert s.knee_batch is not None
+    bounds = {p.batch: p.decode_bound for p in result.points}
+    assert bounds[s.knee_batch] == "compute"
+    assert all(bounds[b] != "compute" for b in bounds if b < s.knee_batch)
+    # the same from the estimate itself, one swept batch below and at the knee
+    below = s.knee_batch // 2
+    assert (
+        perfest.estimate("llama-3-8b", "a100-80gb-sxm", batch=below, input_len=128).decode.bound
+        != "compute"
+    )
+    assert (
+        perfest.estimate(
+            "llama-3-8b", "a100-80gb-sxm", batch=s.knee_batch, input_len=128
+        ).decode.bound
+        == "compute"
+    )
+    # decode can only be compute-bound once its weight matmuls are
+    assert s.weights_knee_batch is not None and s.weights_knee_batch <= s.knee_batch
+
+
+def test_ridge_batch_by_hand():
+    """A100: 312 TFLOP/s bf16 / 2039 GB/s = 153.0 FLOP/B. Weights of w bytes: a [b, h] @ [h, n]
+    product does 2·b·h·n FLOPs on h·n·w bytes, intensity 2b/w, so b_ridge = 153.0·w/2:
+    153.0 for bf16 weights, 38.3 for int4 (w = 0.5)."""
+    bf16 = sweep("llama-2-7b", "a100-80gb-sxm", batches=[1]).summaries[0]
+    assert bf16.ridge_point == pytest.approx(312e12 / 2039e9)
+    assert bf16.ridge_batch == pytest.approx(312e12 / 2039e9)
+    int4 = sweep("llama-2-7b", "a100-80gb-sxm", batches=[1], weight_dtype="int4").summaries[0]
+    assert int4.ridge_batch == pytest.approx(312e12 / 2039e9 * 0.5 / 2)
+
+
+@pytest.mark.parametrize("device", ["a100-80gb-sxm", "h100-sxm"])
+def test_weight_matmuls_flip_near_the_analytic_ridge_batch(device):
+    """Batch by batch, the weight matmuls turn compute-bound within a factor of 1.5 of
+    ridge_point·w/2 (tile padding and the efficiencies move it; the closed form ignores them)."""
+    (s,) = sweep("llama-2-7b", device, batches="16:512:+1").summaries
+    assert s.ridge_batch / 1.5 <= s.weights_knee_batch <= s.ridge_batch * 1.5
+
+
+def test_long_context_attention_keeps_decode_memory_bound(llama_h100):
+    """llama-2-7b (MHA) on H100 at 512 in: the weight matmuls flip, decode never does — each
+    sequence's KV products outweigh the shared weights at every batch."""
+    (s,) = llama_h100.summaries
+    assert s.knee_batch is None and s.weights_knee_batch is not None
+    assert {p.decode_bound for p in llama_h100.points} == {"memory"}
+    decode = perfest.estimate("llama-2-7b", "h100-sxm", batch=1024).decode
+    kv = sum(op.time_s for op in decode.layers if op.name in KV_PRODUCTS)
+    weights = sum(op.time_s for op in decode.layers if op.kind == "matmul") - kv
+    assert kv > weights
+
+
+def test_points_that_do_not_fit_are_kept_and_flagged(llama_h100):
+    (s,) = llama_h100.summaries
+    assert s.max_batch == 181
+    assert [p.batch for p in llama_h100.points] == [2**k for k in range(11)]
+    for p in llama_h100.points:
+        assert p.fits == (p.batch <= s.max_batch) == (p.memory_bytes <= p.capacity_bytes)
+    assert s.best_batch == 128  # the largest fitting swept batch, throughput rising with batch
+    assert s.best_tokens_per_s == max(p.output_tokens_per_s for p in llama_h100.points if p.fits)
+
+
+def test_nothing_fits():
+    result = sweep("llama-2-70b", "l4", batches=[1, 2])
+    assert [p.fits for p in result.points] == [False, False]
+    assert result.summaries[0].best_batch is None and result.summaries[0].max_batch == 0
+
+
+def test_points_are_estimates():
+    """Each point is `perfest.estimate` at its shape, not a second model."""
+    result = sweep("mistral-7b", "h200-sxm", batches=[4, 32], input_lens=[256], output_lens=[64])
+    for p in result.points:
+        est = perfest.estimate(
+            "mistral-7b", "h200-sxm", batch=p.batch, input_len=256, output_len=64
+        )
+        assert p.tpot_s == est.generation.tpot_s and p.ttft_s == est.generation.ttft_s
+        assert p.output_tokens_per_s == est.generation.output_tokens_per_s
+        assert p.decode_intensity == est.decode.intensity
+        assert p.memory_bytes == est.memory.total_bytes
+
+
+def test_every_axis_and_device():
+    devices = ["a100-80gb-sxm", "h100-sxm", "h200-sxm"]
+    result = sweep("gpt2", devices, batches="1,8", input_lens="128,512", output_lens=[32, 64, 128])
+    assert len(result.points) == 3 * 2 * 3 * 2 and len(result.summaries) == 3 * 2 * 3
+    assert result.hardware == tuple(devices)
+    assert (result.batches, result.input_lens, result.output_lens) == (
+        (1, 8),
+        (128, 512),
+        (32, 64, 128),
+    )
+    for s in result.summaries:
+        series = result.series(s)
+        assert [p.batch for p in series] == [1, 8]
+        assert {(p.hardware, p.input_len, p.output_len) for p in series} == {
+            (s.hardware, s.input_len, s.output_len)
+        }
+
+
+def test_shared_workload_fields_and_loaded_specs():
+    model, hw = perfest.load_model("llama-2-13b"), perfest.load_hardware("h100-sxm")
+    workload = Workload(dtype="fp8", tp=2)
+    result = sweep(model, [hw, "h100"], workload, batches=[1, 2])  # h100 is an alias: once
+    assert result.hardware == ("h100-sxm",)
+    assert result.workload["dtype"] == "fp8" and result.workload["tp"] == 2
+    assert "batch" not in result.workload
+
+
+def test_axis_left_out_takes_the_workload_value():
+    result = sweep("gpt2", "l4", batch=3, input_len=64)
+    assert (result.batches, result.input_lens, result.output_lens) == ((3,), (64,), (128,))
+
+
+def test_results_are_frozen(llama_h100):
+    with pytest.raises(ValidationError):
+        llama_h100.points[0].batch = 2
+    with pytest.raises(ValidationError):
+        llama_h100.model = "x"
+
+
+def test_progress_is_reported_per_point():
+    calls = []
+    sweep("gpt2", ["l4", "l40s"], batches="1:8:x2", progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(i, 8) for i in range(1, 9)]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"batches": []}, SpecError, "--batch: empty list"),
+        ({"batches": [4, 0]}, SpecError, "--batch: 0 must be"),
+        ({"input_lens": [-1]}, SpecError, "--input-len: -1 must be"),
+        ({"output_lens": "0:4"}, SpecError, "--output-len: 0 must be"),
+        (
+            {"hardware": ["h100", "nope-9000"]},
+            UnknownNameError,
+            "--gpu: unknown device 'nope-9000'",
+        ),
+        ({"hardware": []}, SpecError, "--gpu: empty list"),
+        ({"batches": "1:1000", "input_lens": "1:200"}, SpecError, "points; at most 100,000"),
+        ({"dtype": "int4"}, SpecError, "dtype: int4 is a weight format"),
+    ],
+)
+def test_bad_sweeps_fail_naming_the_option(kwargs, error, message):
+    kwargs = {"hardware": "h100", **kwargs}
+    with pytest.raises(error, match=message):
+        sweep("gpt2", kwargs.pop("hardware"), **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+
+
+def test_cli_table_with_summary():
+    r = run("sweep", "-m", "llama-2-7b", "-g", "h100-sxm", "--batch", POWERS)
+    assert r.exit_code == 0, r.output
+    out = r.stdout
+    assert "tok/s" in out and "TPOT" in out and "bound" in out
+    assert "memory capacity per device: 80.00 GB" in out
+    assert "knee: none up to batch 1,024 — decode never turns compute-bound" in out
+    assert "its weight matmuls do at batch 512" in out
+    assert "attention also reads each sequence's own 0.30 GB KV cache" in out
+    assert "memory: the largest batch that fits is 181" in out
+    assert "best throughput that fits: batch 128" in out
+    assert out.count(" no ") >= 3  # batch 256, 512 and 1024 are marked as not fitting
+    assert r.stderr == ""  # no progress bar when not on a terminal, no warnings
+
+
+def test_cli_knee_sentence_when_decode_flips():
+    r = run("sweep", "-m", "llama-3-8b", "-g", "a100", "-b", POWERS, "-i", "128")
+    assert r.exit_code == 0, r.output
+    assert "knee: decode turns compute-bound at batch" in r.stdout
+    assert "analytic ridge-point batch ≈ 153" in r.stdout
+
+
+def test_cli_json_carries_every_point_and_the_summary():
+    r = run("sweep", "-m", "llama-2-7b", "-g", "a100-80gb-sxm,h100-sxm", "-b", POWERS, "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert len(data["points"]) == 2 * 11
+    assert set(data["points"][0]) == set(SweepPoint.model_fields)
+    assert {p["hardware"] for p in data["points"]} == {"a100-80gb-sxm", "h100-sxm"}
+    assert [p["fits"] for p in data["points"]].count(False) == 2 * 3
+    assert [s["max_batch"] for s in data["summaries"]] == [181, 181]
+    assert data["summaries"][1]["weights_knee_batch"] == 512
+
+
+def test_cli_csv_carries_every_point():
+    r = run("sweep", "-m", "gpt2", "-g", "l4", "-b", "1:64:+8", "-i", "128,256", "--csv")
+    assert r.exit_code == 0, r.output
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) == 8 * 2
+    assert list(rows[0]) == list(SweepPoint.model_fields)
+    assert [int(row["batch"]) for row in rows[:8]] == list(range(1, 64, 8))
+    assert {row["fits"] for row in rows} == {"True"}
+
+
+def test_cli_several_series_print_a_summary_table():
+    r = run("sweep", "-m", "gpt2", "-g", "l4,h100", "-b", "1,2", "--output-len", "16,32")
+    assert r.exit_code == 0, r.output
+    assert "summary" in r.stdout and "matmul knee" in r.stdout and "ridge batch" in r.stdout
+
+
+def test_cli_passes_the_workload_options():
+    r = run(
+        "sweep",
+        "-m",
+        "llama-2-70b",
+        "-g",
+        "h100",
+        "-b",
+        "1,2",
+        "--tp",
+        "4",
+        "--json",
+        "--weight-dtype",
+        "int4",
+        "--compute-efficiency",
+        "0.5",
+    )
+    data = json.loads(r.stdout)
+    assert data["workload"]["tp"] == 4 and data["workload"]["weight_dtype"] == "int4"
+    assert data["summaries"][0]["bytes_per_weight"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-b", "64:1:x2"], "error: --batch: range '64:1:x2' ends (1) before it starts (64)"),
+        (["-b", "1:0:x2"], "error: --batch: 0 must be a positive whole number"),
+        (["-b", "x"], "error: --batch: 'x' is not a whole number"),
+        (["-b", "-2"], "error: --batch: -2 must be a positive whole number"),
+        (["-b", "1:8:+0"], "error: --batch: step '+0' in '1:8:+0' must be at least +1"),
+        (["-b", ""], "error: --batch: empty list"),
+        (["-i", "0,5"], "error: --input-len: 0 must be"),
+        (["--output-len", "1:4:x"], "error: --output-len: factor 'x' in '1:4:x' is not a number"),
+        (["-g", "h100,h1000"], "error: --gpu: unknown device 'h1000'; closest: "),
+        (["-g", ","], "error: --gpu: empty list of devices"),
+        (["-g", "h100,,l4"], "error: --gpu: empty name in 'h100,,l4'"),
+        (["--plot", "x.jpg"], "'--plot': 'x.jpg' must end in .png or .svg"),
+    ],
+)
+def test_cli_bad_input_is_one_line_exit_2(args, message):
+    argv = ["sweep", "-m", "gpt2", *(["-g", "h100"] if "-g" not in args else []), *args]
+    r = run(*argv)
+    assert r.exit_code == 2
+    assert r.output.count("\n") == 1 and message in r.output
+
+
+def test_progress_bar_only_on_a_terminal_and_for_long_sweeps():
+    def drive(console, total):
+        with progress_bar(total, console) as tick:
+            if tick is not None:
+                for done in range(1, total + 1):
+                    tick(done, total)
+            return tick
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=80)
+    assert drive(terminal, 200) is not None and "sweeping" in terminal.file.getvalue()
+    short = Console(file=io.StringIO(), force_terminal=True, width=80)
+    assert drive(short, 49) is None and short.file.getvalue() == ""
+    piped = Console(file=io.StringIO(), force_terminal=False)
+    assert drive(piped, 10_000) is None and piped.file.getvalue() == ""
+
+
+def test_records_hold_exactly_their_declared_fields(llama_h100):
+    """Results are built without validation (results.make): a misspelt or missing field would
+    otherwise go unnoticed until its JSON lacked it."""
+    for record in (*llama_h100.points, *llama_h100.summaries, llama_h100):
+        assert set(vars(record)) == set(type(record).model_fields)
+
+
+def _series(bounds: str, **summary):
+    """Points at batch 1, 2, 4, … with decode bounds c(ompute)/m(emory), and their summary."""
+    points = tuple(
+        SweepPoint(
+            hardware="dev",
+            batch=2**k,
+            input_len=512,
+            output_len=128,
+            output_tokens_per_s=1.0,
+            per_sequence_tokens_per_s=1.0,
+            ttft_s=1.0,
+            tpot_s=1.0,
+            e2e_latency_s=1.0,
+            decode_intensity=1.0,
+            decode_bound={"c": "compute", "m": "memory"}[b],
+            weights_bound="compute",
+            memory_bytes=1.0,
+            capacity_bytes=2.0,
+            fits=True,
+        )
+        for k, b in enumerate(bounds)
+    )
+    knee = next((p.batch for p in points if p.decode_bound == "compute"), None)
+    fields = dict(
+        hardware="dev",
+        input_len=512,
+        output_len=128,
+        ridge_point=150.0,
+        bytes_per_weight=2.0,
+        ridge_batch=150.0,
+        knee_batch=knee,
+        weights_knee_batch=knee,
+        max_batch=1000,
+        best_batch=1,
+        best_tokens_per_s=1.0,
+        largest_swept_batch=points[-1].batch,
+        decode_context_len=576,
+        kv_bytes_per_sequence=3e8,
+    )
+    return SweepSummary(**{**fields, **summary}), points
+
+
+@pytest.mark.parametrize(
+    "bounds, says",
+    [
+        ("mmmmmmmmcc", ["decode turns compute-bound at batch 256", "throughput flattens"]),
+        (
+            "cccmmm",
+            [
+                "compute-bound already at batch 1, below the analytic ridge-point batch",
+                "from batch 8 it is memory-bound again",
+            ],
+        ),
+        ("mmmmcm", ["turns compute-bound at batch 16", "from batch 32 it is memory-bound again"]),
+        ("mmmm", ["none up to batch 8", "sweep past batch 150"]),
+    ],
+)
+def test_the_knee_sentence_follows_the_bounds(bounds, says):
+    summary, points = _series(bounds)
+    text = knee_sentence(summary, points)
+    assert text.count(". ") == 0 and text.endswith(".")  # one sentence
+    for phrase in says:
+        assert phrase in text
