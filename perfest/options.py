@@ -71,16 +71,20 @@ def model_option(fn: Callable) -> Callable:
     )(fn)
 
 
-def gpu_option(fn: Callable | None = None, *, many: bool = False) -> Callable:
-    """--gpu; with many=True a comma-separated list of devices to compare (sweep)."""
+def gpu_option(
+    fn: Callable | None = None, *, many: bool = False, required: bool = True
+) -> Callable:
+    """--gpu; many=True: a comma-separated list of devices to compare (sweep); required=False:
+    optional, the command falls back to the local device's calibrated spec (validate)."""
     if fn is None:
-        return functools.partial(gpu_option, many=many)
-    text = (
-        "Catalog ids or hardware YAML files, comma-separated: a100,h100."
-        if many
-        else "Catalog id or hardware YAML file (e.g. from calibrate)."
-    )
-    return click.option("--gpu", "--hardware", "-g", "gpu", required=True, help=text)(fn)
+        return functools.partial(gpu_option, many=many, required=required)
+    if many:
+        text = "Catalog ids or hardware YAML files, comma-separated: a100,h100."
+    elif required:
+        text = "Catalog id or hardware YAML file (e.g. from calibrate)."
+    else:
+        text = "Catalog id or hardware YAML for the prediction [the device's calibrated spec]."
+    return click.option("--gpu", "--hardware", "-g", "gpu", required=required, help=text)(fn)
 
 
 def workload_options(fn: Callable | None = None, *, ranges: bool = False) -> Callable:

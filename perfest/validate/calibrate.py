@@ -1,0 +1,305 @@
+"""`perfest calibrate`: what this device achieves, written as a hardware YAML.
+
+Convention (the catalog's): peaks are the best rates the device reaches at all, and the
+efficiencies are the fraction of them that inference-shaped kernels reach, both measured.
+
+    <dtype>_tflops         best 2·n³/t over square GEMMs of growing n (the curve is recorded
+                           in `calibration`; sizes stop growing once one product takes long)
+    compute_efficiency     median FLOP/s of MLP-shaped products [m, h]·[h, 4h] and [m, 4h]·[4h, h]
+                           (m = 128, 512; h = 1024; fp32 on a CPU, bf16 on a GPU; weights
+                           cycled through more memory than the last-level cache, as a
+                           model's are) over that dtype's peak
+    memory_bandwidth_gb_s  2·bytes/t of a large copy (read + write)
+    memory_efficiency      weight-streaming rate of matrix-vector products (what decode does:
+                           [1, k]·[k, n] over weights larger than the cache) over the copy rate.
+                           A CPU streams a GEMV's weights at ~half its copy rate.
+    kernel_launch_us       fixed cost per op perfest counts: a forward pass of tiny reference
+                           models (all work negligible) divided by perfest's kernel count. In
+                           eager PyTorch this is dispatch (Python, autograd-off checks, the
+                           allocator) as much as the launch itself.
+    tile_*, compute_units  1 on a CPU (a BLAS blocks in registers, no 128-wide tile padding);
+                           the catalog defaults and the SM count on a CUDA device.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from perfest.specs import HardwareSpec, ModelConfig, build
+from perfest.validate import require_torch
+from perfest.validate.measure import resolve_device, synchronize, time_call
+
+#: GEMM sizes tried per device, smallest first (`quick`: the first two only).
+GEMM_SIZES = {"cpu": (128, 256, 512, 1024, 2048), "cuda": (1024, 2048, 4096, 8192)}
+#: Stop growing n before one product would take longer than this (CPU fp16 can run 100×
+#: slower than fp32).
+GEMM_TIME_LIMIT_S = 0.25
+COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30, "quick": 32 * 2**20}
+#: Weights cycled through by the GEMV and MLP-shaped GEMM measurements (larger than any LLC).
+STREAM_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30, "quick": 64 * 2**20}
+DTYPES = {"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "tf32", "bf16", "fp16")}
+
+#: Two tiny models whose forward pass is all overhead: Llama-style (RoPE, GQA, gated) and
+#: GPT-2-style (learned positions, LayerNorm, classic MLP, biases).
+TINY_MODELS = (
+    ModelConfig(
+        name="tiny-llama", vocab_size=64, hidden_size=16, num_layers=4, num_heads=4,
+        num_kv_heads=2, intermediate_size=32,
+    ),
+    ModelConfig(
+        name="tiny-gpt2", vocab_size=64, hidden_size=16, num_layers=4, num_heads=4,
+        intermediate_size=32, mlp="classic", activation="gelu_tanh", norm="layernorm",
+        position="learned", qkv_bias=True, out_bias=True, mlp_bias=True, tied_embeddings=True,
+    ),
+)  # fmt: skip
+
+Progress = Callable[[str], None]
+
+
+def gemm_curve(device: str, dtype: str, quick: bool) -> dict[int, float]:
+    """FLOP/s of [n, n] @ [n, n] for growing n."""
+    torch = require_torch()
+    from perfest.validate.reference import torch_dtype
+
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    sizes = GEMM_SIZES[kind][:2] if quick else GEMM_SIZES[kind]
+    curve = {}
+    if kind == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+    for n in sizes:
+        a = torch.randn(n, n, dtype=torch_dtype(dtype), device=device)
+        b = torch.randn(n, n, dtype=torch_dtype(dtype), device=device)
+        seconds = time_call(lambda a=a, b=b: a @ b, device, 3 if quick else 7, 1, best=True)
+        curve[n] = 2.0 * n**3 / seconds
+        if seconds * 8 > GEMM_TIME_LIMIT_S:  # the next size is 8× the work
+            break
+    if kind == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = False
+    return curve
+
+
+def copy_bandwidth(device: str, quick: bool) -> float:
+    """Byte/s of dst.copy_(src): each byte read once and written once."""
+    torch = require_torch()
+    kind = "quick" if quick else ("cuda" if device.startswith("cuda") else "cpu")
+    n = COPY_BYTES[kind]
+    src = torch.ones(n, dtype=torch.uint8, device=device)
+    dst = torch.zeros_like(src)  # touched, so page faults stay out of the timing
+    seconds = time_call(lambda: dst.copy_(src), device, 5 if quick else 11, 2, best=True)
+    return 2.0 * n / seconds
+
+
+def _weights(device: str, quick: bool, k: int, n: int, dtype: str = "fp32") -> list:
+    """Enough distinct [n, k] weights to overflow the caches (like a model's layers)."""
+    torch = require_torch()
+    from perfest.validate.reference import torch_dtype
+
+    kind = "quick" if quick else ("cuda" if device.startswith("cuda") else "cpu")
+    size = k * n * torch.finfo(torch_dtype(dtype)).bits // 8
+    count = max(2, STREAM_BYTES[kind] // size)
+    return [torch.randn(n, k, dtype=torch_dtype(dtype), device=device) for _ in range(count)]
+
+
+def streaming_bandwidth(device: str, quick: bool) -> float:
+    """Byte/s of weights read by matrix-vector products [1, k]·[k, n], cycling through weights
+    larger than the cache; the median over a short-row (k = 1024) and a long-row shape."""
+    torch = require_torch()
+    rates = []
+    for k, n in ((1024, 4096), (4096, 1024)):
+        weights = _weights(device, quick, k, n)
+        x = torch.randn(1, k, device=device)
+
+        def sweep(weights=weights, x=x):
+            for w in weights:
+                torch.nn.functional.linear(x, w)
+
+        seconds = time_call(sweep, device, 3 if quick else 7, 1, best=True)
+        rates.append(len(weights) * k * n * 4 / seconds)
+    return sorted(rates)[len(rates) // 2]
+
+
+def mlp_gemm_rate(device: str, quick: bool, dtype: str, h: int = 1024) -> float:
+    """Median FLOP/s of [m, h]·[h, 4h] and [m, 4h]·[4h, h] for m = 128 and 512."""
+    torch = require_torch()
+    from perfest.validate.reference import torch_dtype
+
+    rates = []
+    for m in (128,) if quick else (128, 512):
+        for k, n in ((h, 4 * h), (4 * h, h)):
+            weights = _weights(device, quick, k, n, dtype)[:8]
+            x = torch.randn(m, k, dtype=torch_dtype(dtype), device=device)
+
+            def sweep(weights=weights, x=x):
+                for w in weights:
+                    torch.nn.functional.linear(x, w)
+
+            seconds = time_call(sweep, device, 3 if quick else 5, 1, best=True)
+            rates.append(2.0 * m * k * n * len(weights) / seconds)
+    return sorted(rates)[len(rates) // 2]
+
+
+def op_overhead(device: str, quick: bool) -> float:
+    """Seconds per perfest-counted op of an eager forward pass where no op does real work."""
+    torch = require_torch()
+    from perfest.estimate import make_pass
+    from perfest.layers import forward
+    from perfest.specs import Workload
+    from perfest.validate.reference import build_reference
+
+    per_op = []
+    for model in TINY_MODELS:
+        net = build_reference(model, "fp32", device)
+        for s, t in ((8, 8), (1, 9)):  # a short prefill and a decode step
+            cache = net.new_cache(1, t)
+            ids = torch.zeros(1, s, dtype=torch.long, device=device)
+
+            def step(net=net, cache=cache, ids=ids, past=t - s):
+                cache.length = past
+                net(ids, cache)
+
+            with torch.no_grad():
+                seconds = time_call(step, device, repeats=5 if quick else 21, warmup=3)
+            p = make_pass(Workload(batch=1, dtype="fp32"), s, t, 1)
+            kernels = sum(op.kernels * op.count for op in forward(model, p))
+            per_op.append(seconds / kernels)
+    return sorted(per_op)[len(per_op) // 2]
+
+
+def _spin_up(device: str, quick: bool) -> None:
+    """Keep the device busy for a moment first, so clocks (and a VM's vCPUs) are up to speed."""
+    torch = require_torch()
+    a = torch.randn(512, 512, device=device)
+    deadline = time.perf_counter() + (0.1 if quick else 1.0)
+    while time.perf_counter() < deadline:
+        a @ a
+        synchronize(device)
+
+
+def _host_memory_gb() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe_device(device: str) -> dict:
+    """Name, display name, memory (GB) and compute units of the local device."""
+    torch = require_torch()
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(device)
+        slug = props.name.lower().replace("nvidia", "").strip().replace(" ", "-")
+        return {
+            "name": f"calibrated-cuda-{slug}",
+            "display_name": f"{props.name} (calibrated)",
+            "vendor": "nvidia" if "nvidia" in props.name.lower() else "",
+            "memory_gb": round(props.total_memory / 1e9, 2),
+            "compute_units": props.multi_processor_count,
+        }
+    threads = torch.get_num_threads()
+    return {
+        "name": "calibrated-cpu",
+        "display_name": f"{_cpu_name()}, {threads} threads (calibrated)",
+        "vendor": "cpu",
+        "memory_gb": round(_host_memory_gb(), 2),
+        "compute_units": 1,
+        "tile_m_min": 1,
+        "tile_m_max": 1,
+        "tile_n": 1,
+    }
+
+
+def calibrate(device: str = "cpu", quick: bool = False, progress: Progress | None = None):
+    """Measure the device and return (HardwareSpec, curves: dtype → {n: FLOP/s})."""
+    torch = require_torch()
+    device = resolve_device(device)
+    say = progress or (lambda _msg: None)
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    data = describe_device(device)
+    curves, record = {}, {}
+    _spin_up(device, quick)
+    for dtype in DTYPES[kind]:
+        say(f"GEMM {dtype}")
+        curves[dtype] = gemm_curve(device, dtype, quick)
+        data[f"{dtype}_tflops"] = _sig(max(curves[dtype].values()) / 1e12)
+        record.update(
+            {f"gemm_{dtype}_n{n}_tflops": _sig(v / 1e12) for n, v in curves[dtype].items()}
+        )
+    say("memory bandwidth")
+    copy = copy_bandwidth(device, quick)
+    stream = streaming_bandwidth(device, quick)
+    data["memory_bandwidth_gb_s"] = _sig(max(copy, stream) / 1e9)
+    data["memory_efficiency"] = _sig(min(1.0, stream / copy), 3)
+    say("inference-shaped GEMMs")
+    main = "fp32" if kind == "cpu" else "bf16"  # what the device runs models in
+    mlp = mlp_gemm_rate(device, quick, main)
+    data["compute_efficiency"] = _sig(min(1.0, mlp / (data[f"{main}_tflops"] * 1e12)), 3)
+    record.update(
+        copy_gb_s=_sig(copy / 1e9),
+        gemv_stream_gb_s=_sig(stream / 1e9),
+        **{f"mlp_gemm_{main}_tflops": _sig(mlp / 1e12)},
+    )
+    say("per-op overhead")
+    data["kernel_launch_us"] = _sig(op_overhead(device, quick) * 1e6)
+    synchronize(device)
+    data["source"] = "measured by perfest calibrate"
+    data["calibration"] = {
+        "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "device": device,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "quick": str(quick).lower(),
+        "method": "peaks: best square GEMM 2n^3/t, 2*bytes/t of a copy; efficiencies: "
+        "MLP-shaped GEMMs / peak, GEMV weight streaming / copy (rates: fastest of repeats); "
+        "launch: tiny-model forward time / perfest kernel count (median); warm-up excluded",
+        **record,
+    }
+    return build(HardwareSpec, data, where="calibration"), curves
+
+
+def _sig(x: float, digits: int = 4) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def write_spec(spec: HardwareSpec, path: str | Path) -> Path:
+    """Write `spec` as a hardware YAML that `estimate`, `sweep` and `validate` accept."""
+    path = Path(path).expanduser()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cal = spec.calibration or {}
+    header = (
+        f"# {spec.label}: measured by `perfest calibrate` on {cal.get('host', '?')} at "
+        f"{cal.get('measured_at', '?')} (torch {cal.get('torch', '?')}).\n"
+        "# Peaks: best measured rates; efficiencies: measured fractions of them for\n"
+        "# inference-shaped kernels (see perfest/validate/calibrate.py).\n"
+    )
+    data = spec.model_dump(mode="json", exclude_defaults=True)
+    data.update(
+        compute_efficiency=spec.compute_efficiency, memory_efficiency=spec.memory_efficiency
+    )
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def default_spec_path(device: str) -> Path:
+    """Where `validate` keeps the local device's calibration: $PERFEST_HOME, else the user
+    cache ($XDG_CACHE_HOME or ~/.cache)/perfest."""
+    home = os.environ.get("PERFEST_HOME")
+    if home:
+        root = Path(home)
+    else:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "perfest"
+    return root.expanduser() / f"calibrated-{device.replace(':', '')}.yaml"

@@ -1,0 +1,137 @@
+"""`perfest validate` and `perfest calibrate`: parse options, call one library function, render.
+
+Imports nothing heavy at module level: torch is imported by the library functions, inside the
+commands, so a missing extra becomes one line and exit code 2.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import click
+
+from perfest.options import (
+    gpu_option,
+    model_option,
+    output_options,
+    pick_workload,
+    reports_errors,
+    stdout,
+    workload_options,
+)
+
+DEVICE = click.option(
+    "--device",
+    "-d",
+    default="cpu",
+    show_default=True,
+    help="Where to run PyTorch: cpu, cuda or cuda:N.",
+)
+
+
+@contextmanager
+def progress_bar(total: int):
+    """A rich progress bar on stderr; yields a callback that advances it with a message."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    with bar:
+        task = bar.add_task("starting", total=total)
+
+        def advance(message: str) -> None:
+            bar.update(task, description=message, advance=1)
+
+        yield advance
+
+
+@click.command()
+@model_option
+@gpu_option(required=False)
+@DEVICE
+@workload_options
+@click.option("--compile", "compile_", is_flag=True, help="Also time the torch.compile'd model.")
+@click.option("--layers", type=int, default=None, help="Time at most this many blocks, scaled.")
+@click.option("--repeats", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--warmup", type=click.IntRange(0), default=2, show_default=True)
+@output_options
+@reports_errors
+def validate(
+    model: str,
+    gpu: str | None,
+    device: str,
+    compile_: bool,
+    layers: int | None,
+    repeats: int,
+    warmup: int,
+    as_json: bool,
+    as_csv: bool,
+    **kwargs,
+) -> None:
+    """Time prefill and decode of a PyTorch reference of MODEL on this machine and compare with
+    perfest's prediction (default spec: this device, calibrated on first use)."""
+    from perfest.validate.render import render_validation, validation_csv
+    from perfest.validate.run import validate as run
+
+    steps = 6 + (2 if compile_ else 0) + (0 if gpu else 1)
+    with progress_bar(steps) as advance:
+        result = run(
+            model,
+            gpu,
+            device,
+            compile=compile_,
+            layers=layers,
+            repeats=repeats,
+            warmup=warmup,
+            progress=advance,
+            **pick_workload(kwargs),
+        )
+    if as_json:
+        from perfest.render import dumps
+
+        click.echo(dumps(result.to_dict()))
+    elif as_csv:
+        click.echo(validation_csv(result), nl=False)
+    else:
+        render_validation(result, stdout())
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+
+
+@click.command()
+@DEVICE
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Hardware YAML to write [the default spec validate uses].",
+)
+@click.option("--quick", is_flag=True, help="Fewer sizes and repeats (seconds; for tests).")
+@click.option("--json", "as_json", is_flag=True, help="Print the spec as JSON.")
+@reports_errors
+def calibrate(device: str, output: str | None, quick: bool, as_json: bool) -> None:
+    """Measure this device's achievable GEMM FLOP/s per dtype, memory bandwidth and per-op
+    overhead, and write a hardware YAML that estimate, sweep and validate accept."""
+    from perfest.validate.calibrate import calibrate as run
+    from perfest.validate.calibrate import default_spec_path, write_spec
+    from perfest.validate.render import render_calibration
+
+    with progress_bar(7) as advance:
+        spec, curves = run(device, quick=quick, progress=advance)
+    path = write_spec(spec, output or default_spec_path(device))
+    if as_json:
+        from perfest.render import dumps
+
+        click.echo(dumps(spec.model_dump(mode="json")))
+    else:
+        render_calibration(spec, curves, stdout())
+    click.echo(f"wrote {path}", err=as_json)  # stdout stays pure JSON with --json

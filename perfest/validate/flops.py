@@ -1,0 +1,119 @@
+"""FLOP cross-check: torch's FlopCounterMode on the reference module against perfest's counts.
+
+FlopCounterMode counts matrix products only (mm, addmm, bmm, baddbmm, convolutions and the
+fused attention kernels it has formulas for), as 2·m·k·n. It ignores every element-wise and
+reduction op: norms, RoPE, softmax, activations, the gating multiply, residual adds, biases
+(addmm is counted as its mm), embedding gathers and KV-cache copies. So the comparison is of
+matmul FLOPs, which must agree exactly; perfest's non-matmul FLOPs are reasoned, not counted.
+
+The reference runs on the meta device: shapes propagate, nothing is allocated or computed, so
+the 405B model costs what a tiny one does. On meta, scaled_dot_product_attention decomposes
+into two bmm's, which the counter sees (in torch 2.13 it has no formula for the CPU fused
+kernel `_scaled_dot_product_flash_attention_for_cpu`, which a real CPU run would call).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perfest.estimate import make_pass, make_workload
+from perfest.layers import forward
+from perfest.specs import ModelConfig, Workload
+from perfest.validate import require_torch
+
+#: Comparison rows: perfest op names, and the reference module (last name component) that
+#: runs them. Attention's two products run inside one SDPA call, so they are compared together.
+ROWS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("projections", "qkv_proj", ("qkv_proj",), "qkv"),
+    ("projections", "out_proj", ("out_proj",), "out"),
+    ("attention", "attn_scores + attn_values", ("attn_scores", "attn_values"), "core"),
+    ("mlp", "mlp_gate", ("mlp_gate",), "gate"),
+    ("mlp", "mlp_up", ("mlp_up",), "up"),
+    ("mlp", "mlp_down", ("mlp_down",), "down"),
+    ("lm_head", "lm_head", ("lm_head",), "lm_head"),
+)
+
+
+@dataclass(frozen=True)
+class FlopRow:
+    group: str
+    ops: str
+    perfest: int
+    torch: int
+
+    @property
+    def match(self) -> bool:
+        return self.perfest == self.torch
+
+
+@dataclass(frozen=True)
+class FlopCheck:
+    """One pass (prefill or decode) compared row by row, with both totals."""
+
+    phase: str
+    rows: tuple[FlopRow, ...]
+    perfest_total: int
+    torch_total: int
+
+    @property
+    def match(self) -> bool:
+        return self.perfest_total == self.torch_total and all(r.match for r in self.rows)
+
+
+def perfest_matmul_flops(model: ModelConfig, w: Workload, s: int, t: int, s_logits: int) -> dict:
+    """perfest's matmul FLOPs of one pass, by op name (all layers)."""
+    flops: dict[str, int] = {}
+    for op in forward(model, make_pass(w, s, t, s_logits)):
+        if op.gemm is not None:
+            flops[op.name] = flops.get(op.name, 0) + int(op.matmul_flops)
+    return flops
+
+
+def torch_matmul_flops(net, b: int, s: int, past: int, logits: str) -> tuple[dict, int]:
+    """FlopCounterMode's count per leaf-module name (summed over layers), and its total."""
+    torch = require_torch()
+    from torch.utils.flop_counter import FlopCounterMode
+
+    device = net.lm_head.weight.device
+    ids = torch.zeros(b, s, dtype=torch.long, device=device)
+    cache = net.new_cache(b, past + s)
+    cache.length = past
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        net(ids, cache, logits=logits)
+    by_leaf: dict[str, int] = {}
+    for fqn, per_op in counter.get_flop_counts().items():
+        leaf = fqn.rsplit(".", 1)[-1]
+        if fqn != "Global" and leaf in {row[3] for row in ROWS}:
+            by_leaf[leaf] = by_leaf.get(leaf, 0) + int(sum(per_op.values()))
+    return by_leaf, int(counter.get_total_flops())
+
+
+def check_flops(model: ModelConfig, workload: Workload | None = None, net=None, **fields) -> tuple:
+    """Prefill and decode FLOP checks (FlopCheck each) for `model` at `workload`.
+
+    Decode is the step perfest reports: one new token per sequence at context input_len +
+    max(1, output_len // 2). `net` defaults to the full-size reference on the meta device.
+    """
+    from perfest.estimate import decode_context
+    from perfest.validate.reference import build_reference
+
+    w = make_workload(workload, **fields)
+    if net is None:
+        net = build_reference(model, w.dtype, "meta", attention=w.attention)
+    s_logits = w.input_len if w.logits == "all" else 1
+    t_decode = decode_context(w)
+    passes = (
+        ("prefill", w.input_len, w.input_len, s_logits, 0, w.logits),
+        ("decode", 1, t_decode, 1, t_decode - 1, "last"),
+    )
+    checks = []
+    for phase, s, t, s_log, past, logits in passes:
+        ours = perfest_matmul_flops(model, w, s, t, s_log)
+        theirs, total = torch_matmul_flops(net, w.batch, s, past, logits)
+        rows = tuple(
+            FlopRow(group, label, sum(ours.get(n, 0) for n in names), theirs.get(leaf, 0))
+            for group, label, names, leaf in ROWS
+            if any(n in ours for n in names) or leaf in theirs
+        )
+        checks.append(FlopCheck(phase, rows, sum(ours.values()), total))
+    return tuple(checks)
