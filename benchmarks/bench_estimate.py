@@ -51,11 +51,15 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--n", type=int, default=5000)
     args = parser.parse_args()
-    print(f"date {date.today()}  python {platform.python_version()}  "
-          f"{platform.machine()} {os.cpu_count()} cores  {platform.processor() or ''}")
+    print(
+        f"date {date.today()}  python {platform.python_version()}  "
+        f"{platform.machine()} {os.cpu_count()} cores  {platform.processor() or ''}"
+    )
     cold = cold_process(args.runs)
-    print(f"cold `perfest estimate` process: median {statistics.median(cold):.3f} s "
-          f"(min {min(cold):.3f}, max {max(cold):.3f}, {args.runs} runs)")
+    print(
+        f"cold `perfest estimate` process: median {statistics.median(cold):.3f} s "
+        f"(min {min(cold):.3f}, max {max(cold):.3f}, {args.runs} runs)"
+    )
     for distinct in (True, False):
         for by_name in (False, True):
             rate = in_process(args.n, distinct, by_name)
