@@ -86,7 +86,10 @@ def markdown(points: list[dict], stats: dict, spec) -> str:
     cal = spec.calibration or {}
     lines += ["", f"Spec: {spec.label}; fp32 {spec.fp32_tflops * 1e3:.0f} GFLOP/s × "
               f"{spec.compute_efficiency:.2f}, {spec.memory_bandwidth_gb_s:.1f} GB/s × "
-              f"{spec.memory_efficiency:.2f}, {spec.kernel_launch_us:.1f} µs/op; calibrated "
+              f"{spec.memory_efficiency:.2f} + {spec.gemv_row_ns:g} ns per GEMV row, "
+              f"m ≥ 2 × {spec.gemm_memory_efficiency or spec.memory_efficiency:.2f}, "
+              f"element-wise {spec.vector_flops / 1e9:.1f} GFLOP/s, "
+              f"{spec.kernel_launch_us:.1f} µs/op; calibrated "
               f"{cal.get('measured_at', '?')}, torch {cal.get('torch', '?')}."]  # fmt: skip
     return "\n".join(lines)
 

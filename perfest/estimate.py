@@ -67,13 +67,17 @@ def check(model: ModelConfig, hw: HardwareSpec, w: Workload) -> None:
 
 def rates(hw: HardwareSpec, w: Workload) -> Rates:
     """The device's rates for this workload; matmuls run at the peak of the activation dtype
-    (weight-only int4/int8 weights are dequantized to it)."""
+    (weight-only int4/int8 weights are dequantized to it), element-wise work at the device's
+    vector rate. `--memory-efficiency` overrides η_memory; the weight-streaming terms
+    (per-row GEMV time, η of m ≥ 2 products) are the device's."""
     return Rates(
         matmul_flops=hw.peak_flops(w.dtype),
         vector_flops=hw.vector_flops,
         bandwidth=hw.memory_bandwidth,
         compute_eff=w.compute_efficiency or hw.compute_efficiency,
         memory_eff=w.memory_efficiency or hw.memory_efficiency,
+        gemv_row_s=hw.gemv_row_s,
+        gemm_memory_eff=hw.gemm_memory_efficiency,
         launch_s=hw.kernel_launch_s,
         link_bandwidth=hw.interconnect_bandwidth,
         link_latency_s=hw.interconnect_latency_s,

@@ -6,11 +6,29 @@ Pure roofline (an upper bound on speed, reported beside every prediction):
 Prediction, each term its own documented slowdown:
     T = max(T_math, T_mem) + kernels · t_launch
     T_math = padded_FLOPs / (peak · η_compute) + T_dequant
-    T_mem  = bytes / (bandwidth · η_memory)
+    T_mem  = bytes / (bandwidth · η_memory)                          (+ weight streaming, below)
     T_comm = steps · α + wire_bytes / link                           (α–β model, ring)
 
 η_compute, η_memory: the fraction of the datasheet peak that large, well-shaped kernels reach
-(the device YAML cites the measurement; overridable per call).
+(the device YAML cites the measurement; overridable per call). `peak` is the matmul dtype's
+rate for matrix products and the device's vector rate (`vector_tflops`, default the FP32 rate)
+for element-wise work: a CPU runs GELU, norms and softmax at a few percent of its GEMM peak.
+
+Weight streaming of a single (unbatched) product [m, k]·[k, n], a linear layer. Both terms are
+measured by `perfest calibrate` on a CPU and absent (0, η_memory) by default, so catalogued
+GPUs are unchanged:
+    T_stream = bytes / (bandwidth · η_memory) + n · t_row
+    T_mem    = T_stream                                              (m = 1)
+    T_mem    = max(T_stream, bytes / (bandwidth · η_gemm))           (m ≥ 2)
+t_row (`gemv_row_ns`): a matrix-vector product ends each output row's dot product with a
+horizontal sum of the vector accumulators and a store — a fixed time per row, so short rows
+(small k) stream below the asymptotic rate (measured on a 2-core EPYC: k = 512 → 17 GB/s,
+k = 4096 → 24 GB/s). η_gemm (`gemm_memory_efficiency`): with two or more rows a CPU BLAS
+leaves its GEMV kernel for its packed GEMM, which copies each weight panel into a packed buffer
+before using it, so skinny products stream weights at a lower rate (~13 GB/s there). Each form
+is non-decreasing in m and the max of them is too, so time never drops as the batch grows; at
+large m the compute term wins anyway. Batched products (attention's per-head q·kᵀ, ·v) run in a
+fused attention kernel, not a BLAS GEMV, and keep the plain memory term.
 
 padded_FLOPs — small-shape efficiency (NVIDIA, "Matrix Multiplication Background User's Guide":
 tile and wave quantization). A GEMM runs in output tiles of Tm×Tn; a partial tile costs a full
@@ -66,6 +84,8 @@ class Rates:
     tile_m_max: int = 128
     tile_n: int = 128
     dequant_instructions: float = 0.0  # per weight element per m-tile (0 without weight-only)
+    gemv_row_s: float = 0.0  # fixed time per output row of a single product's weight stream
+    gemm_memory_eff: float | None = None  # weight streaming of m ≥ 2 products (None: no term)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +118,18 @@ def padded_flops(g: Gemm, r: Rates) -> float:
     return 2.0 * g.k * tm * r.tile_n * tiles
 
 
+def memory_time(g: Gemm | None, nbytes: float, r: Rates) -> float:
+    """Seconds one instance spends streaming `nbytes`; a single product [m, k]·[k, n] also pays
+    the GEMV's per-row time and, with m ≥ 2 rows, at least the packed GEMM's streaming time."""
+    t = nbytes / (r.bandwidth * r.memory_eff)
+    if g is None or g.batch > 1:
+        return t
+    t += g.n * r.gemv_row_s
+    if g.m > 1 and r.gemm_memory_eff is not None:
+        t = max(t, nbytes / (r.bandwidth * r.gemm_memory_eff))
+    return t
+
+
 def time_op(op: Op, r: Rates) -> Timing:
     """Time of `op.count` instances of `op` on a device with rates `r`."""
     c, n = op.cost, op.count
@@ -109,7 +141,7 @@ def time_op(op: Op, r: Rates) -> Timing:
         roofline = wire / r.link_bandwidth * n
         return Timing(0.0, 0.0, t_comm, overhead, t_comm + overhead, roofline, "communication")
     peak = r.matmul_flops if op.gemm is not None else r.vector_flops
-    t_mem = nbytes / (r.bandwidth * r.memory_eff) * n
+    t_mem = memory_time(op.gemm, nbytes, r) * n
     if op.gemm is not None:
         t_math = padded_flops(op.gemm, r) / (peak * r.compute_eff)
         if op.dequant_elements and r.dequant_instructions:

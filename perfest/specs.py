@@ -154,6 +154,9 @@ class HardwareSpec(BaseModel):
     vendor: str = ""
     source: str = ""
     fp32_tflops: float = Field(gt=0)
+    # Element-wise work (activations, norms, softmax, RoPE); default: the FP32 rate. A CPU runs
+    # it far below its GEMM peak (transcendentals, reductions), so calibrate measures it.
+    vector_tflops: float | None = Field(default=None, gt=0)
     tf32_tflops: float | None = Field(default=None, gt=0)
     bf16_tflops: float | None = Field(default=None, gt=0)
     fp16_tflops: float | None = Field(default=None, gt=0)
@@ -171,6 +174,11 @@ class HardwareSpec(BaseModel):
     tile_n: int = Field(default=128, gt=0)
     compute_efficiency: float = Field(default=0.8, gt=0, le=1)
     memory_efficiency: float = Field(default=0.85, gt=0, le=1)
+    # Weight streaming of single matrix products (see perfest.roofline), both measured by
+    # calibrate on a CPU: a fixed time per output row of a matrix-vector product, and the
+    # efficiency of products with m ≥ 2 rows (a packed GEMM). Defaults: no such terms.
+    gemv_row_ns: float = Field(default=0.0, ge=0)
+    gemm_memory_efficiency: float | None = Field(default=None, gt=0, le=1)
     kernel_launch_us: float = Field(default=0.0, ge=0)
     interconnect_latency_us: float = Field(default=0.0, ge=0)
     # Written by `perfest calibrate`: when, where and how the figures were measured.
@@ -210,8 +218,12 @@ class HardwareSpec(BaseModel):
 
     @property
     def vector_flops(self) -> float:
-        """Non-matmul (element-wise) FLOP/s: the general FP32 rate."""
-        return self.fp32_tflops * 1e12
+        """Non-matmul (element-wise) FLOP/s: `vector_tflops`, else the general FP32 rate."""
+        return (self.vector_tflops or self.fp32_tflops) * 1e12
+
+    @property
+    def gemv_row_s(self) -> float:
+        return self.gemv_row_ns * 1e-9
 
     @property
     def memory_bandwidth(self) -> float:

@@ -119,3 +119,86 @@ def test_weight_only_dequant_costs_compute():
     plain = time_op(op, rates()).t_compute
     t = time_op(op, rates(dequant_instructions=2.0)).t_compute
     assert t - plain == pytest.approx(16_777_216 * 2 * 2 / 5e12)
+
+
+def cpu_like(**over) -> Rates:
+    """Round CPU-like rates: 10 GB/s, no tile padding, 50 ns per GEMV row."""
+    base = dict(bandwidth=10e9, tile_m_min=1, tile_m_max=1, tile_n=1, gemv_row_s=50e-9)
+    return rates(**{**base, **over})
+
+
+def test_gemv_pays_a_fixed_time_per_output_row():
+    # [1, 500] @ [500, 1000] fp32: read 2,000 + 2,000,000 B, write 4,000 B = 2,006,000 B at
+    # 10 GB/s = 200.6 µs, plus 1,000 rows · 50 ns = 50 µs → 250.6 µs (1e6 FLOPs: 10 ns)
+    op = matmul("x", "mlp", 1, 500, 1000, a_size=4, b_size=4, c_size=4)
+    t = time_op(op, cpu_like())
+    assert (t.bound, t.time) == ("memory", pytest.approx(250.6e-6))
+    assert t.roofline == pytest.approx(200.6e-6)
+
+
+def test_skinny_gemm_streams_at_its_own_efficiency():
+    # [4, 500] @ [500, 1000]: read 8,000 + 2,000,000 B, write 16,000 B = 2,024,000 B.
+    # GEMV form: 202.4 µs + 50 µs = 252.4 µs; packed GEMM at η 0.5: 2,024,000 / 5e9 = 404.8 µs
+    op = matmul("x", "mlp", 4, 500, 1000, a_size=4, b_size=4, c_size=4)
+    assert time_op(op, cpu_like(gemm_memory_eff=0.5)).time == pytest.approx(404.8e-6)
+    # η_gemm above η_memory: the GEMV form wins, 252.4 µs — never faster than at m = 1
+    assert time_op(op, cpu_like(gemm_memory_eff=1.0)).time == pytest.approx(252.4e-6)
+
+
+def test_batched_products_keep_the_plain_memory_term():
+    # attention's [1, 64] @ [64, 100] per head, 8 heads: read 8·(256 + 25,600) B, write
+    # 8·400 B = 210,048 B at 10 GB/s = 21.0048 µs; no per-row or packed-GEMM term
+    op = matmul("s", "attention", 1, 64, 100, batch=8, a_size=4, b_size=4, c_size=4)
+    assert time_op(op, cpu_like(gemm_memory_eff=0.5)).t_memory == pytest.approx(21.0048e-6)
+
+
+@pytest.mark.parametrize("gemm_eff", [None, 0.3, 0.9, 1.0])
+def test_weight_streaming_time_grows_with_m(gemm_eff):
+    # GEMV at m = 1, packed GEMM from m = 2, compute-bound at large m: time never drops
+    r = cpu_like(matmul_flops=200e9, gemm_memory_eff=gemm_eff)
+    times = []
+    for m in range(1, 300):
+        t = time_op(matmul("x", "mlp", m, 768, 3072, a_size=4, b_size=4, c_size=4), r)
+        assert t.time >= t.roofline
+        times.append(t.time)
+    assert all(b >= a for a, b in zip(times, times[1:], strict=False))
+
+
+def test_catalogued_devices_have_no_weight_streaming_terms():
+    from perfest.catalog import load_hardware
+    from perfest.estimate import rates as device_rates
+    from perfest.specs import Workload
+
+    r = device_rates(load_hardware("h100-sxm"), Workload())
+    assert (r.gemv_row_s, r.gemm_memory_eff) == (0.0, None)
+    assert r.vector_flops == load_hardware("h100-sxm").fp32_tflops * 1e12
+
+
+def test_vector_rate_defaults_to_fp32_and_can_be_set():
+    from perfest.specs import HardwareSpec
+
+    spec = dict(name="c", fp32_tflops=0.2, memory_gb=16, memory_bandwidth_gb_s=40)
+    assert HardwareSpec(**spec).vector_flops == pytest.approx(0.2e12)
+    assert HardwareSpec(**spec, vector_tflops=0.03).vector_flops == pytest.approx(0.03e12)
+
+
+def test_cpu_spec_estimates_grow_with_batch_and_lengths():
+    # the hypothesis invariants (tests/test_properties.py) cover catalogued devices, whose
+    # weight-streaming terms are off; here a calibrated-CPU-like spec has all of them on
+    import perfest
+    from perfest.specs import HardwareSpec
+
+    cpu = HardwareSpec(name="cpu", fp32_tflops=0.2, vector_tflops=0.03, memory_gb=24,
+                       memory_bandwidth_gb_s=40, tile_m_min=1, tile_m_max=1, tile_n=1,
+                       memory_efficiency=0.6, gemv_row_ns=50, gemm_memory_efficiency=0.3,
+                       kernel_launch_us=8)  # fmt: skip
+
+    def times(**w):
+        est = perfest.estimate("gpt2", cpu, dtype="fp32", **w)
+        return est.prefill.time_s, est.decode.time_s, est.generation.e2e_latency_s
+
+    for field, values in (("batch", range(1, 40)), ("input_len", (1, 2, 3, 8, 64, 300)),
+                          ("output_len", (1, 2, 3, 8, 64, 300))):  # fmt: skip
+        series = [times(**{field: v}) for v in values]
+        assert all(b >= a for s, t in zip(series, series[1:], strict=False)
+                   for a, b in zip(s, t, strict=True))  # fmt: skip

@@ -60,6 +60,9 @@ def test_calibrated_yaml_loads_back_and_estimates(calibrated):
     spec = perfest.load_hardware(str(calibrated / "calibrated-cpu.yaml"))
     assert spec.fp32_tflops > 0 and spec.memory_bandwidth_gb_s > 0 and spec.kernel_launch_us > 0
     assert (spec.tile_m_min, spec.tile_m_max, spec.tile_n) == (1, 1, 1)
+    # the CPU's own rates: element-wise work, per-row GEMV time, skinny-GEMM streaming
+    assert 0 < spec.vector_tflops and spec.gemv_row_ns >= 0
+    assert 0 < spec.gemm_memory_efficiency <= 1
     assert {"measured_at", "host", "torch", "method"} <= set(spec.calibration)
     path = str(calibrated / "calibrated-cpu.yaml")
     result = run("estimate", "-m", "gpt2", "--gpu", path, "--dtype", "fp32", "--json")

@@ -9,10 +9,19 @@ efficiencies are the fraction of them that inference-shaped kernels reach, both 
                            (m = 128, 512; h = 1024; fp32 on a CPU, bf16 on a GPU; weights
                            cycled through more memory than the last-level cache, as a
                            model's are) over that dtype's peak
+    vector_tflops          element-wise FLOP/s: perfest's FLOPs over the measured time, summed
+                           over the kernels it counts as vector work (SiLU, GELU, GELU-tanh,
+                           LayerNorm, RMSNorm, softmax) on a cache-resident [128, 3072] tensor
     memory_bandwidth_gb_s  2·bytes/t of a large copy (read + write)
-    memory_efficiency      weight-streaming rate of matrix-vector products (what decode does:
-                           [1, k]·[k, n] over weights larger than the cache) over the copy rate.
-                           A CPU streams a GEMV's weights at ~half its copy rate.
+    memory_efficiency      asymptotic weight-streaming rate of matrix-vector products (what decode
+    gemv_row_ns            does: [1, k]·[k, n] over weights larger than the cache) over the copy
+                           rate, and the fixed time per output row: the line
+                           t/n = k·bytes/B + t_row through a short-row (k = 512) and a long-row
+                           (k = 4096) shape of the same size. A CPU streams a GEMV's weights at
+                           ~60 % of its copy rate and pays ~50 ns per row.
+    gemm_memory_efficiency weight-streaming rate of skinny products [m, k]·[k, n] (m = 2, 4, 8,
+                           the same shapes; a CPU BLAS packs the weights for these) over the copy
+                           rate, median
     kernel_launch_us       fixed cost per op perfest counts: a forward pass of tiny reference
                            models (all work negligible) divided by perfest's kernel count. In
                            eager PyTorch this is dispatch (Python, autograd-off checks, the
@@ -28,6 +37,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import yaml
@@ -107,22 +117,62 @@ def _weights(device: str, quick: bool, k: int, n: int, dtype: str = "fp32") -> l
     return [torch.randn(n, k, dtype=torch_dtype(dtype), device=device) for _ in range(count)]
 
 
-def streaming_bandwidth(device: str, quick: bool) -> float:
-    """Byte/s of weights read by matrix-vector products [1, k]·[k, n], cycling through weights
-    larger than the cache; the median over a short-row (k = 1024) and a long-row shape."""
+#: A short-row and a long-row weight of the same size (8 MiB in fp32), [k, n].
+STREAM_SHAPES = ((512, 4096), (4096, 512))
+
+
+def stream_seconds(weights: list, m: int, device: str, quick: bool) -> float:
+    """Seconds of one fp32 product [m, k]·[k, n], cycling through `weights` (fastest of
+    repeats)."""
     torch = require_torch()
-    rates = []
-    for k, n in ((1024, 4096), (4096, 1024)):
+    x = torch.randn(m, weights[0].shape[1], device=device)
+
+    def sweep():
+        for w in weights:
+            torch.nn.functional.linear(x, w)
+
+    return time_call(sweep, device, 3 if quick else 7, 1, best=True) / len(weights)
+
+
+def weight_streaming(device: str, quick: bool) -> tuple[float, float, float]:
+    """Weight byte/s of matrix-vector products [1, k]·[k, n] and seconds per output row (the
+    line t/n = 4k/B + t_row through a short-row and a long-row shape), and the median weight
+    byte/s of skinny products [m, k]·[k, n] for m = 2, 4, 8 over the same shapes."""
+    per_row, skinny = [], []
+    for k, n in STREAM_SHAPES:
         weights = _weights(device, quick, k, n)
-        x = torch.randn(1, k, device=device)
+        per_row.append(stream_seconds(weights, 1, device, quick) / n)
+        for m in (4,) if quick else (2, 4, 8):
+            skinny.append(4 * k * n / stream_seconds(weights, m, device, quick))
+    (k1, _), (k2, _) = STREAM_SHAPES
+    seconds_per_byte = max(per_row[1] - per_row[0], 1e-15) / (4 * (k2 - k1))
+    row_s = max(0.0, per_row[0] - 4 * k1 * seconds_per_byte)
+    return 1.0 / seconds_per_byte, row_s, sorted(skinny)[len(skinny) // 2]
 
-        def sweep(weights=weights, x=x):
-            for w in weights:
-                torch.nn.functional.linear(x, w)
 
-        seconds = time_call(sweep, device, 3 if quick else 7, 1, best=True)
-        rates.append(len(weights) * k * n * 4 / seconds)
-    return sorted(rates)[len(rates) // 2]
+def vector_rate(device: str, quick: bool) -> float:
+    """FLOP/s of the element-wise kernels perfest counts, on a cache-resident [128, 3072] fp32
+    tensor: perfest's FLOPs per element over the measured time, summed over the kernels."""
+    torch = require_torch()
+    from perfest.layers.attention import SOFTMAX_FLOPS_PER_ELEMENT
+    from perfest.layers.mlp import ACTIVATION_FLOPS_PER_ELEMENT as ACT
+    from perfest.layers.norm import NORM_FLOPS_PER_ELEMENT as NORM
+    from perfest.validate.reference import ACTIVATIONS, RMSNorm
+
+    rows, cols = 128, 3072
+    x = torch.randn(rows, cols, device=device)
+    kernels = [(partial(ACTIVATIONS[a], x), ACT[a]) for a in ("silu", "gelu", "gelu_tanh")]
+    kernels += [
+        (partial(torch.nn.LayerNorm(cols, device=device), x), NORM["layernorm"]),
+        (partial(RMSNorm(cols, device=device), x), NORM["rmsnorm"]),
+        (partial(torch.softmax, x, -1), SOFTMAX_FLOPS_PER_ELEMENT),
+    ]
+    flops = seconds = 0.0
+    with torch.no_grad():
+        for fn, per_element in kernels:
+            seconds += time_call(fn, device, 5 if quick else 21, 3, best=True)
+            flops += rows * cols * per_element
+    return flops / seconds
 
 
 def mlp_gemm_rate(device: str, quick: bool, dtype: str, h: int = 1024) -> float:
@@ -240,16 +290,23 @@ def calibrate(device: str = "cpu", quick: bool = False, progress: Progress | Non
         )
     say("memory bandwidth")
     copy = copy_bandwidth(device, quick)
-    stream = streaming_bandwidth(device, quick)
-    data["memory_bandwidth_gb_s"] = _sig(max(copy, stream) / 1e9)
-    data["memory_efficiency"] = _sig(min(1.0, stream / copy), 3)
+    stream, row_s, skinny = weight_streaming(device, quick)
+    data["memory_bandwidth_gb_s"] = _sig(max(copy, stream, skinny) / 1e9)
+    bandwidth = data["memory_bandwidth_gb_s"] * 1e9
+    data["memory_efficiency"] = _sig(min(1.0, stream / bandwidth), 3)
+    data["gemv_row_ns"] = _sig(row_s * 1e9, 3)
+    data["gemm_memory_efficiency"] = _sig(min(1.0, skinny / bandwidth), 3)
     say("inference-shaped GEMMs")
     main = "fp32" if kind == "cpu" else "bf16"  # what the device runs models in
     mlp = mlp_gemm_rate(device, quick, main)
     data["compute_efficiency"] = _sig(min(1.0, mlp / (data[f"{main}_tflops"] * 1e12)), 3)
+    say("element-wise kernels")
+    vector = vector_rate(device, quick)
+    data["vector_tflops"] = _sig(vector / 1e12)
     record.update(
         copy_gb_s=_sig(copy / 1e9),
         gemv_stream_gb_s=_sig(stream / 1e9),
+        skinny_gemm_stream_gb_s=_sig(skinny / 1e9),
         **{f"mlp_gemm_{main}_tflops": _sig(mlp / 1e12)},
     )
     say("per-op overhead")
@@ -264,8 +321,10 @@ def calibrate(device: str = "cpu", quick: bool = False, progress: Progress | Non
         "threads": torch.get_num_threads(),
         "quick": str(quick).lower(),
         "method": "peaks: best square GEMM 2n^3/t, 2*bytes/t of a copy; efficiencies: "
-        "MLP-shaped GEMMs / peak, GEMV weight streaming / copy (rates: fastest of repeats); "
-        "launch: tiny-model forward time / perfest kernel count (median); warm-up excluded",
+        "MLP-shaped GEMMs / peak, GEMV weight streaming (a line through k = 512 and 4096: "
+        "rate and per-row time) and m = 2, 4, 8 products' / copy; vector: element-wise "
+        "kernels, perfest FLOPs / time (rates: fastest of repeats); launch: tiny-model "
+        "forward time / perfest kernel count (median); warm-up excluded",
         **record,
     }
     return build(HardwareSpec, data, where="calibration"), curves

@@ -125,7 +125,7 @@ def calibrate(device: str, output: str | None, quick: bool, as_json: bool) -> No
     from perfest.validate.calibrate import default_spec_path, write_spec
     from perfest.validate.render import render_calibration
 
-    with progress_bar(7) as advance:
+    with progress_bar(8) as advance:
         spec, curves = run(device, quick=quick, progress=advance)
     path = write_spec(spec, output or default_spec_path(device))
     if as_json:

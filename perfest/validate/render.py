@@ -71,8 +71,11 @@ def render_calibration(spec: HardwareSpec, curves: dict, console: Console) -> No
     for dtype, curve in curves.items():
         table.add_row(dtype, *(si(curve[n], "FLOP/s") if n in curve else "–" for n in sizes))
     console.print(table)
+    skinny = spec.gemm_memory_efficiency or spec.memory_efficiency
     console.print(
         f"memory bandwidth {spec.memory_bandwidth_gb_s:g} GB/s (weight streaming "
-        f"{spec.memory_efficiency:.0%} of it); inference-shaped GEMMs {spec.compute_efficiency:.0%}"
-        f" of peak; per-op overhead {spec.kernel_launch_us:g} µs; memory {spec.memory_gb:g} GB"
+        f"{spec.memory_efficiency:.0%} of it, {spec.gemv_row_ns:g} ns per GEMV row, "
+        f"{skinny:.0%} for m ≥ 2); inference-shaped GEMMs {spec.compute_efficiency:.0%}"
+        f" of peak; element-wise {si(spec.vector_flops, 'FLOP/s')}; per-op overhead "
+        f"{spec.kernel_launch_us:g} µs; memory {spec.memory_gb:g} GB"
     )
