@@ -13,6 +13,7 @@ import click
 
 from perfest import catalog
 from perfest.options import (
+    emit,
     fail,
     gpu_option,
     model_option,
@@ -91,15 +92,16 @@ def cli() -> None:
 def estimate(model: str, gpu: str, layers: bool, as_json: bool, as_csv: bool, **kwargs) -> None:
     """Predict prefill, decode and generation time, memory and the bound of each."""
     from perfest.estimate import estimate as run
-    from perfest.render import dumps, estimate_csv, render_estimate
+    from perfest.render import estimate_csv, render_estimate
 
     est = run(model, gpu, **pick_workload(kwargs))
-    if as_json:
-        click.echo(dumps(est.to_dict()))
-    elif as_csv:
-        click.echo(estimate_csv(est), nl=False)
-    else:
-        render_estimate(est, stdout(), layers=layers)
+    emit(
+        as_json,
+        as_csv,
+        est.to_dict,
+        lambda: estimate_csv(est),
+        lambda console: render_estimate(est, console, layers=layers),
+    )
     for note in est.warnings:
         if not note.startswith("memory:"):
             click.echo(f"warning: {note}", err=True)

@@ -5,10 +5,11 @@ Command modules import from here (never from perfest.cli, which imports them).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import click
 from rich.console import Console
@@ -152,3 +153,50 @@ def output_options(fn: Callable) -> Callable:
 def pick_workload(kwargs: dict) -> dict:
     """Split the workload options out of a command's keyword arguments."""
     return {key: kwargs.pop(key) for key in WORKLOAD_FIELDS if key in kwargs}
+
+
+def emit(
+    as_json: bool, as_csv: bool, to_dict: Callable, to_csv: Callable, render: Callable
+) -> None:
+    """Print a result as JSON, CSV, or rich tables for people (each given as a callable, so only
+    the chosen form is built)."""
+    if as_json:
+        from perfest.render import dumps
+
+        click.echo(dumps(to_dict()))
+    elif as_csv:
+        click.echo(to_csv(), nl=False)
+    else:
+        render(stdout())
+
+
+@contextlib.contextmanager
+def progress(
+    total: int, label: str, minimum: int = 1, console: Console | None = None
+) -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr while long work runs, for `total` steps; silent when
+    stderr is not a terminal (piped, CI) or the work is shorter than `minimum` steps.
+
+    Yields `advance(message=None, done=None)`: one step more, or `done` steps in all."""
+    console = console or Console(stderr=True)
+    if total < minimum or not console.is_terminal:
+        yield lambda message=None, done=None: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(label, total=total)
+
+        def advance(message: str | None = None, done: int | None = None) -> None:
+            if done is None:
+                bar.update(task, advance=1, description=message or label)
+            else:
+                bar.update(task, completed=done, description=message or label)
+
+        yield advance

@@ -4,9 +4,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
 
 import click
 from rich import box
@@ -14,16 +12,17 @@ from rich.console import Console
 from rich.table import Table
 
 from perfest.options import (
+    emit,
     fail,
     gpu_option,
     model_option,
     output_options,
     pick_workload,
+    progress,
     reports_errors,
-    stdout,
     workload_options,
 )
-from perfest.render import bound_style, dumps, gb, seconds, to_csv
+from perfest.render import bound_style, gb, seconds, to_csv
 from perfest.sweep import SweepPoint, SweepResult, SweepSummary, parse_axis
 
 #: Sweeps this long show a progress bar (on a terminal only).
@@ -83,22 +82,23 @@ def sweep(
     }
     devices = _devices(gpu)
     total = len(devices) * math.prod(len(values) for values in axes.values())
-    with progress_bar(total, Console(stderr=True)) as tick:
+    with progress(total, "sweeping", minimum=PROGRESS_MIN_POINTS) as advance:
         result = run(
             model,
             devices,
             batches=axes.get("batch"),
             input_lens=axes.get("input_len"),
             output_lens=axes.get("output_len"),
-            progress=tick,
+            progress=lambda done, _total: advance(done=done),
             **workload,
         )
-    if as_json:
-        click.echo(dumps(result.to_dict()))
-    elif as_csv:
-        click.echo(sweep_csv(result), nl=False)
-    else:
-        render_sweep(result, stdout())
+    emit(
+        as_json,
+        as_csv,
+        result.to_dict,
+        lambda: sweep_csv(result),
+        lambda console: render_sweep(result, console),
+    )
     for note in result.warnings:
         click.echo(f"warning: {note}", err=True)
     if plot_path:
@@ -131,24 +131,6 @@ def roofline(model: str, gpu: str, path: str, **kwargs) -> None:
     est = estimate(model, hw, **pick_workload(kwargs))
     plot.roofline_plot(est, hw, path)
     click.echo(f"wrote {path}", err=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Progress.
-
-
-@contextlib.contextmanager
-def progress_bar(total: int, console: Console) -> Iterator[Callable[[int, int], None] | None]:
-    """A rich progress bar on `console` for long sweeps on a terminal; nothing otherwise."""
-    if total < PROGRESS_MIN_POINTS or not console.is_terminal:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    columns = ("sweeping", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=True) as bar:
-        task = bar.add_task("sweep", total=total)
-        yield lambda done, _total: bar.update(task, completed=done)
 
 
 # ---------------------------------------------------------------------------------------------

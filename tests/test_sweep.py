@@ -17,9 +17,10 @@ from rich.console import Console
 import perfest
 from perfest.cli import cli
 from perfest.errors import SpecError, UnknownNameError
+from perfest.options import progress
 from perfest.specs import Workload
 from perfest.sweep import KV_PRODUCTS, SweepPoint, SweepSummary, parse_axis, sweep
-from perfest.sweep_cli import knee_sentence, progress_bar
+from perfest.sweep_cli import PROGRESS_MIN_POINTS, knee_sentence
 
 POWERS = "1:1024:x2"
 
@@ -388,18 +389,14 @@ def test_cli_bad_input_is_one_line_exit_2(args, message):
 
 def test_progress_bar_only_on_a_terminal_and_for_long_sweeps():
     def drive(console, total):
-        with progress_bar(total, console) as tick:
-            if tick is not None:
-                for done in range(1, total + 1):
-                    tick(done, total)
-            return tick
+        with progress(total, "sweeping", minimum=PROGRESS_MIN_POINTS, console=console) as tick:
+            for done in range(1, total + 1):
+                tick(done=done)
+        return console.file.getvalue()
 
-    terminal = Console(file=io.StringIO(), force_terminal=True, width=80)
-    assert drive(terminal, 200) is not None and "sweeping" in terminal.file.getvalue()
-    short = Console(file=io.StringIO(), force_terminal=True, width=80)
-    assert drive(short, 49) is None and short.file.getvalue() == ""
-    piped = Console(file=io.StringIO(), force_terminal=False)
-    assert drive(piped, 10_000) is None and piped.file.getvalue() == ""
+    assert "sweeping" in drive(Console(file=io.StringIO(), force_terminal=True, width=80), 200)
+    assert drive(Console(file=io.StringIO(), force_terminal=True, width=80), 49) == ""
+    assert drive(Console(file=io.StringIO(), force_terminal=False), 10_000) == ""
 
 
 def test_records_hold_exactly_their_declared_fields(llama_h100):

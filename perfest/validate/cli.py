@@ -6,15 +6,15 @@ commands, so a missing extra becomes one line and exit code 2.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import click
 
 from perfest.options import (
+    emit,
     gpu_option,
     model_option,
     output_options,
     pick_workload,
+    progress,
     reports_errors,
     stdout,
     workload_options,
@@ -27,30 +27,6 @@ DEVICE = click.option(
     show_default=True,
     help="Where to run PyTorch: cpu, cuda or cuda:N.",
 )
-
-
-@contextmanager
-def progress_bar(total: int):
-    """A rich progress bar on stderr; yields a callback that advances it with a message."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    )
-    with bar:
-        task = bar.add_task("starting", total=total)
-
-        def advance(message: str) -> None:
-            bar.update(task, description=message, advance=1)
-
-        yield advance
 
 
 @click.command()
@@ -82,7 +58,7 @@ def validate(
     from perfest.validate.run import validate as run
 
     steps = 6 + (2 if compile_ else 0) + (0 if gpu else 1)
-    with progress_bar(steps) as advance:
+    with progress(steps, "validating") as advance:
         result = run(
             model,
             gpu,
@@ -94,14 +70,13 @@ def validate(
             progress=advance,
             **pick_workload(kwargs),
         )
-    if as_json:
-        from perfest.render import dumps
-
-        click.echo(dumps(result.to_dict()))
-    elif as_csv:
-        click.echo(validation_csv(result), nl=False)
-    else:
-        render_validation(result, stdout())
+    emit(
+        as_json,
+        as_csv,
+        result.to_dict,
+        lambda: validation_csv(result),
+        lambda console: render_validation(result, console),
+    )
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
 
@@ -125,7 +100,7 @@ def calibrate(device: str, output: str | None, quick: bool, as_json: bool) -> No
     from perfest.validate.calibrate import default_spec_path, write_spec
     from perfest.validate.render import render_calibration
 
-    with progress_bar(8) as advance:
+    with progress(8, "calibrating") as advance:
         spec, curves = run(device, quick=quick, progress=advance)
     path = write_spec(spec, output or default_spec_path(device))
     if as_json:
