@@ -7,7 +7,7 @@ Prediction, each term its own documented slowdown:
     T = max(T_math, T_mem) + kernels · t_launch
     T_math = padded_FLOPs / (peak · η_compute) + T_dequant
     T_mem  = bytes / (bandwidth · η_memory)                          (+ weight streaming, below)
-    T_comm = steps · α + wire_bytes / link                           (α–β model, ring)
+    T_comm = α + wire_bytes / link                                   (α–β model, ring)
 
 η_compute, η_memory: the fraction of the datasheet peak that large, well-shaped kernels reach
 (the device YAML cites the measurement; overridable per call). `peak` is the matmul dtype's
@@ -53,6 +53,12 @@ This is why W4A16 wins at small batch and loses its edge at large batch (AWQ, Ma
 t_launch — a fixed cost per kernel launch (the device YAML cites it): it dominates short
 prefills and small models, where kernels finish faster than they can be issued. An op whose
 launches take longer than its work is reported with bound "overhead".
+
+α — a fixed time per collective (the device YAML cites it): small all-reduces are latency-bound
+at the time of launching and synchronizing the collective kernel, ~12 µs on an NVLink node in
+nccl-tests whatever N (even a 1-rank communicator takes ~9 µs), so α is charged once per
+collective, not once per ring step; the ring's 2(N−1)/N of the message then moves at the link's
+per-direction bandwidth.
 """
 
 from __future__ import annotations
@@ -137,7 +143,7 @@ def time_op(op: Op, r: Rates) -> Timing:
     overhead = op.kernels * r.launch_s * n
     if op.comm is not None:
         wire = op.comm.wire_bytes
-        t_comm = (op.comm.steps * r.link_latency_s + wire / r.link_bandwidth) * n
+        t_comm = (r.link_latency_s + wire / r.link_bandwidth) * n
         roofline = wire / r.link_bandwidth * n
         return Timing(0.0, 0.0, t_comm, overhead, t_comm + overhead, roofline, "communication")
     peak = r.matmul_flops if op.gemm is not None else r.vector_flops
