@@ -96,6 +96,7 @@ class Op:
     kernels: int = 1  # kernel launches per instance (0 when fused into a neighbour)
     dequant_elements: float = 0.0  # weight-only quantized elements unpacked per m-tile
     comm: Collective | None = field(default=None)
+    activation_product: bool = False  # both operands are activations (attention's q·kᵀ, p·v)
 
     @property
     def matmul_flops(self) -> float:
@@ -119,6 +120,7 @@ def matmul(
     write_c: bool = True,
     bias: bool = False,
     weight_only: bool = False,
+    activation_product: bool = False,
     kernels: int = 1,
 ) -> Op:
     """[m, k] @ [k, n] → [m, n], `batch` times: 2·m·k·n·batch FLOPs (plus m·n·batch for a bias).
@@ -127,6 +129,7 @@ def matmul(
     several products share B, as in grouped-query attention or a weight), C written once.
     `read_a=False` / `write_c=False` mark an operand that stays on chip in a fused kernel.
     `weight_only`: B is an int4/int8 weight dequantized to the activation dtype in the kernel.
+    `activation_product`: neither operand is a weight (attention), so W8A8 formats do not apply.
     """
     b_batch = batch if b_batch is None else b_batch
     gemm = Gemm(m, k, n, batch)
@@ -143,6 +146,7 @@ def matmul(
         gemm=gemm,
         kernels=kernels,
         dequant_elements=k * n * b_batch if weight_only else 0.0,
+        activation_product=activation_product,
     )
 
 

@@ -65,6 +65,14 @@ def check(model: ModelConfig, hw: HardwareSpec, w: Workload) -> None:
         raise SpecError("weight_dtype: int8 activations need int8 (or int4) weights")
 
 
+def attention_dtype(hw: HardwareSpec, w: Workload) -> str:
+    """The dtype of attention's q·kᵀ and p·v. fp8 and int8 mean W8A8 *linear layers*, as vLLM,
+    TensorRT-LLM and SmoothQuant run them; the products of two activations stay in 16-bit."""
+    if w.dtype in ("fp8", "int8"):
+        return next((dt for dt in ("bf16", "fp16") if dt in hw.dtypes), w.dtype)
+    return w.dtype
+
+
 def rates(hw: HardwareSpec, w: Workload) -> Rates:
     """The device's rates for this workload; matmuls run at the peak of the activation dtype
     (weight-only int4/int8 weights are dequantized to it), element-wise work at the device's
@@ -72,6 +80,7 @@ def rates(hw: HardwareSpec, w: Workload) -> Rates:
     (per-row GEMV time, η of m ≥ 2 products) are the device's."""
     return Rates(
         matmul_flops=hw.peak_flops(w.dtype),
+        attention_flops=hw.peak_flops(attention_dtype(hw, w)),
         vector_flops=hw.vector_flops,
         bandwidth=hw.memory_bandwidth,
         compute_eff=w.compute_efficiency or hw.compute_efficiency,

@@ -78,6 +78,7 @@ class Rates:
     """Everything the time model needs from a device and a workload, in SI units."""
 
     matmul_flops: float  # dense peak FLOP/s of the matmul compute dtype
+    attention_flops: float  # dense peak FLOP/s of the attention products (activation × activation)
     vector_flops: float  # FLOP/s of element-wise work
     bandwidth: float  # byte/s
     compute_eff: float
@@ -146,10 +147,15 @@ def time_op(op: Op, r: Rates) -> Timing:
         t_comm = (r.link_latency_s + wire / r.link_bandwidth) * n
         roofline = wire / r.link_bandwidth * n
         return Timing(0.0, 0.0, t_comm, overhead, t_comm + overhead, roofline, "communication")
-    peak = r.matmul_flops if op.gemm is not None else r.vector_flops
+    if op.gemm is None:
+        peak = r.vector_flops
+    else:
+        peak = r.attention_flops if op.activation_product else r.matmul_flops
     t_mem = memory_time(op.gemm, nbytes, r) * n
     if op.gemm is not None:
-        t_math = padded_flops(op.gemm, r) / (peak * r.compute_eff)
+        # the executed tiles, plus the epilogue's bias adds (c.flops beyond the product's)
+        executed = padded_flops(op.gemm, r) + c.flops - op.gemm.flops
+        t_math = executed / (peak * r.compute_eff)
         if op.dequant_elements and r.dequant_instructions:
             m_tiles = ceil(op.gemm.m / tile_m(op.gemm.m, r))
             instructions = op.dequant_elements * r.dequant_instructions * m_tiles

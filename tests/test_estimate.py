@@ -176,3 +176,15 @@ def test_small_model_decode_is_launch_bound():
     assert est.decode.bound == "overhead"
     assert est.decode.overhead_s == pytest.approx(135 * 4e-6)
     assert perfest.estimate("llama-2-7b", "h100-sxm", batch=1).decode.bound == "memory"
+
+
+def test_fp8_is_w8a8_linear_layers_with_16_bit_attention():
+    # fp8 runs the weight matmuls at H100's 1,978.9 TFLOP/s, but q·kᵀ and p·v (activation ×
+    # activation) at the bf16 989.4 TFLOP/s, as vLLM and TensorRT-LLM do.
+    est = perfest.estimate("llama-2-7b", "h100-sxm", dtype="fp8", input_len=4096)
+    rows = {r.name: r for r in est.prefill.layers}
+    scores, qkv = rows["attn_scores"], rows["qkv_proj"]
+    # scores: 2·32 heads·4096·4096·128·32 layers = 4.40 TFLOP → 4.45 ms at bf16 rate
+    assert scores.flops == 2 * 32 * 4096 * 4096 * 128 * 32
+    assert scores.roofline_time_s == pytest.approx(scores.flops / 989.4e12)
+    assert qkv.roofline_time_s == pytest.approx(qkv.flops / 1978.9e12)

@@ -11,6 +11,7 @@ from perfest.roofline import Rates, padded_flops, tile_m, time_op
 def rates(**over) -> Rates:
     base = dict(
         matmul_flops=100e12,
+        attention_flops=100e12,
         vector_flops=10e12,
         bandwidth=1e12,
         compute_eff=1.0,

@@ -103,6 +103,7 @@ def _core(model: ModelConfig, p: Pass, n_h: int, n_kv: int) -> list[Op]:
             b_size=p.kv,
             c_size=p.act,
             write_c=eager,
+            activation_product=True,
         ),
         vector(
             "attn_softmax",
@@ -126,6 +127,7 @@ def _core(model: ModelConfig, p: Pass, n_h: int, n_kv: int) -> list[Op]:
             b_size=p.kv,
             c_size=p.act,
             read_a=eager,
+            activation_product=True,
             kernels=1 if eager else 0,
         ),
     ]
