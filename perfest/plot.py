@@ -114,7 +114,8 @@ def roofline_plot(est: Estimate, hw: HardwareSpec, path: str | Path) -> Path:
     ax.legend(loc="upper left", fontsize=8, framealpha=0.9)  # above the slope: always empty
     skipped = sorted({name for name, *_ in _op_points(est, placed=False)})
     note = (
-        f"Ops sit below the roof by the efficiencies, GEMM tile padding and kernel launches "
+        f"Ops sit below the roof by the efficiencies, GEMM tile padding, compute and memory "
+        f"time adding up rather than overlapping, and kernel launches "
         f"({hw.kernel_launch_us:g} µs each)."
     )
     if skipped:

@@ -4,10 +4,21 @@ Pure roofline (an upper bound on speed, reported beside every prediction):
     T_roof = max(FLOPs / peak, bytes / bandwidth)                    (comm: bytes / link)
 
 Prediction, each term its own documented slowdown:
-    T = max(T_math, T_mem) + kernels · t_launch
+    T = T_math + T_mem + kernels · t_launch
     T_math = padded_FLOPs / (peak · η_compute) + T_dequant
     T_mem  = bytes / (bandwidth · η_memory)                          (+ weight streaming, below)
     T_comm = α + wire_bytes / link                                   (α–β model, ring)
+
+T_math + T_mem, not max(T_math, T_mem): within a kernel, moving the data and doing the math are
+charged one after the other. The max assumes they overlap perfectly, the roofline's ideal; real
+kernels expose their pipeline's prologue and epilogue (each tile loads before it computes and
+computes before it stores), and near the ridge point both resources cannot both run flat out.
+Two independent checks agree with the sum and not with the max: on this project's CPU the
+packed GEMM's packing and compute add up (benchmarks/RESULTS.md, CPU accuracy), and against 49
+published GPU measurements from 7 sources (benchmarks/bench_published.py) the max predicts
+runs ~14 % too fast in the median, worst at short prompts near the ridge point (−30…−40 %),
+where the sum is within a few percent. The sum has no tunable part; it exceeds the max by at
+most 2× (at the ridge point), and far from it the smaller term hardly matters.
 
 η_compute, η_memory: the fraction of the datasheet peak that large, well-shaped kernels reach
 (the device YAML cites the measurement; overridable per call). `peak` is the matmul dtype's
@@ -46,8 +57,8 @@ tail, so no wave quantization is charged; η_compute covers what remains.
 T_dequant — weight-only int4/int8 kernels unpack each weight element in registers once per
 m-tile: elements · instructions_per_element · ceil(m / Tm) / instruction_rate, with the
 instruction rate taken as the device's FP32 rate / 2 (an FMA is one instruction, 2 FLOPs) and
-3 instructions per int4 element (bit-field extract, convert, scale-and-zero FMA) and 2 per int8
-or fp8 (convert, scale).
+2 instructions per int4 element (bit-field extract; convert fused with scale-and-zero, as the
+lop3 magic-number conversion does) and 1 per int8 or fp8 (convert-and-scale).
 This is why W4A16 wins at small batch and loses its edge at large batch (AWQ, Marlin papers).
 
 t_launch — a fixed cost per kernel launch (the device YAML cites it): it dominates short
@@ -70,7 +81,7 @@ from perfest.cost import Gemm, Op
 
 K_SLICE = 256  # smallest K slice a split-K / stream-K GEMM hands one unit (reasoned)
 
-DEQUANT_INSTRUCTIONS_PER_ELEMENT = {"int4": 3.0, "int8": 2.0, "fp8": 2.0}
+DEQUANT_INSTRUCTIONS_PER_ELEMENT = {"int4": 2.0, "int8": 1.0, "fp8": 1.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +175,7 @@ def time_op(op: Op, r: Rates) -> Timing:
     else:
         t_math = c.flops / (peak * r.compute_eff) * n
     roofline = max(c.flops / peak, nbytes / r.bandwidth) * n
-    busy = max(t_math, t_mem)
+    busy = t_math + t_mem  # not overlapped: see the module docstring
     if overhead > busy:
         bound = "overhead"  # launching the kernels takes longer than running them
     else:
