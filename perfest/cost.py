@@ -9,7 +9,6 @@ between kernels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from math import ceil
 from typing import Literal
 
 OpKind = Literal["matmul", "vector", "memory", "comm"]
@@ -169,8 +168,3 @@ def collective(name: str, kind: str, peers: int, message_bytes: float) -> Op:
     """A ring collective. The reduction's adds overlap the transfer and are not counted."""
     comm = Collective(kind, peers, message_bytes)  # type: ignore[arg-type]
     return Op(name, "comm", "comm", Cost(0.0, comm.wire_bytes, comm.wire_bytes), comm=comm)
-
-
-def padded_tiles(rows: int, tile: int) -> int:
-    """`rows` rounded up to whole tiles."""
-    return ceil(rows / tile) * tile

@@ -33,9 +33,6 @@ DTYPE_BYTES: dict[str, float] = {
     "int4": 0.5,
 }
 
-#: Weight-only quantized formats: stored at their size, computed in the activation dtype.
-WEIGHT_ONLY_DTYPES = frozenset({"int4", "int8"})
-
 #: Extra bytes per weight for quantization scales: int4 checkpoints (AWQ, GPTQ) store an fp16
 #: scale and zero point per group of 128 weights, 4/128 B; int8 and fp8 use one scale per output
 #: channel, which is negligible.
@@ -291,8 +288,9 @@ class Workload(BaseModel):
 
     @property
     def weight_only(self) -> bool:
-        """True when weights are int4/int8 but matmuls compute in a float activation dtype."""
-        return self.w_dtype in WEIGHT_ONLY_DTYPES and self.w_dtype != self.dtype
+        """True when weights are stored narrower than the activations they multiply (W4A16,
+        W8A16, fp8 weights with bf16 activations): the kernel dequantizes them to compute."""
+        return DTYPE_BYTES[self.w_dtype] < DTYPE_BYTES[self.dtype]
 
 
 def first_error(exc: ValidationError, where: str = "") -> SpecError:
