@@ -8,27 +8,10 @@ Prints the machine, the date and each figure; record them in benchmarks/RESULTS.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shutil
 import statistics
-import subprocess
-import sys
 import time
-from datetime import date
 
-
-def cold_process(runs: int) -> list[float]:
-    exe = shutil.which("perfest")
-    cmd = [exe] if exe else [sys.executable, "-m", "perfest.cli"]
-    cmd += ["estimate", "--model", "llama-2-7b", "--gpu", "a100-80gb-sxm"]
-    subprocess.run(cmd, check=True, capture_output=True)  # warm the page cache, compile .pyc
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return times
+from common import cold_process, machine  # benchmarks/common.py (run as scripts)
 
 
 def in_process(n: int, distinct: bool, by_name: bool) -> float:
@@ -51,11 +34,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--n", type=int, default=5000)
     args = parser.parse_args()
-    print(
-        f"date {date.today()}  python {platform.python_version()}  "
-        f"{platform.machine()} {os.cpu_count()} cores  {platform.processor() or ''}"
-    )
-    cold = cold_process(args.runs)
+    print(machine())
+    cold = cold_process(["estimate", "--model", "llama-2-7b", "--gpu", "a100-80gb-sxm"], args.runs)
     print(
         f"cold `perfest estimate` process: median {statistics.median(cold):.3f} s "
         f"(min {min(cold):.3f}, max {max(cold):.3f}, {args.runs} runs)"

@@ -12,27 +12,12 @@ runs, after one warm-up); record them in benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import shutil
 import statistics
-import subprocess
-import sys
 import time
-from datetime import date
-from pathlib import Path
+
+from common import cold_process, machine  # benchmarks/common.py (run as scripts)
 
 MODEL, DEVICE = "llama-2-7b", "a100-80gb-sxm"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timed(fn, runs: int, cold: bool = True) -> list[float]:
@@ -58,19 +43,6 @@ def report(label: str, times: list[float], points: int) -> None:
     )
 
 
-def cold_process(runs: int) -> list[float]:
-    exe = shutil.which("perfest")
-    cmd = [exe] if exe else [sys.executable, "-m", "perfest.cli"]
-    cmd += ["sweep", "-m", MODEL, "-g", DEVICE, "--batch", "1:1000", "--json"]
-    subprocess.run(cmd, check=True, capture_output=True)  # warm the page cache, compile .pyc
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        times.append(time.perf_counter() - start)
-    return times
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=7)
@@ -79,10 +51,7 @@ def main() -> None:
     import perfest
     from perfest.sweep import sweep
 
-    print(
-        f"date {date.today()}  python {platform.python_version()}  {platform.machine()}  "
-        f"{os.cpu_count()} cores  {cpu_name()}"
-    )
+    print(machine())
     model, device = perfest.load_model(MODEL), perfest.load_hardware(DEVICE)
     batches = range(1, 1001)
 
@@ -116,7 +85,9 @@ def main() -> None:
     report(
         "in-process sweep, 4 devices × 5 input lengths × 50 batches", timed(mixed, args.runs), 1000
     )
-    cli = cold_process(max(3, args.runs // 2))
+    cli = cold_process(
+        ["sweep", "-m", MODEL, "-g", DEVICE, "--batch", "1:1000", "--json"], max(3, args.runs // 2)
+    )
     median = statistics.median(cli)
     print(
         f"cold `perfest sweep --batch 1:1000 --json` process: median {median:.3f} s "

@@ -302,23 +302,22 @@ def _columns(pairs: list[tuple[float, float]]) -> tuple[list[float], list[float]
 def _mark_curve(ax: Any, points: tuple, value: Any, s: SweepSummary, colour: str) -> None:
     """The knee (or else the weight-matmul knee) and the memory limit, placed on the curve."""
     at = {p.batch: value(p) for p in points}
-    if s.knee_batch is not None:
+    # the knee as a star; without one, the weight matmuls' knee as a diamond
+    knee = next(
+        (
+            (batch, marker, size)
+            for batch, marker, size in ((s.knee_batch, "*", 200), (s.weights_knee_batch, "D", 55))
+            if batch is not None
+        ),
+        None,
+    )
+    if knee is not None:
+        batch, marker, size = knee
         ax.scatter(
-            [s.knee_batch],
-            [at[s.knee_batch]],
-            marker="*",
-            s=200,
-            zorder=4,
-            color=colour,
-            edgecolors="black",
-            linewidths=0.6,
-        )
-    elif s.weights_knee_batch is not None:
-        ax.scatter(
-            [s.weights_knee_batch],
-            [at[s.weights_knee_batch]],
-            marker="D",
-            s=55,
+            [batch],
+            [at[batch]],
+            marker=marker,
+            s=size,
             zorder=4,
             color=colour,
             edgecolors="black",
