@@ -9,17 +9,8 @@ import subprocess
 import sys
 import time
 from datetime import date
-from pathlib import Path
 
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+from perfest.validate.calibrate import cpu_name  # imports no torch
 
 
 def machine() -> str:

@@ -163,11 +163,9 @@ def run_phase(name: str, model: ModelConfig, p: Pass, r: Rates) -> PhaseEstimate
 
 
 def memory_estimate(model: ModelConfig, hw: HardwareSpec, w: Workload, p: Pass) -> MemoryEstimate:
-    context = w.input_len + w.output_len
-    s_logits = w.input_len if w.logits == "all" else 1
     weights = weight_bytes(model, p.w, p.emb, w.tp)
-    kv_seq = kv_bytes_per_sequence(model, context, p.kv, w.tp)
-    act_seq = activation_bytes_per_sequence(model, w.input_len, s_logits, p.act, w.tp, p.flash)
+    kv_seq = kv_bytes_per_sequence(model, w.input_len + w.output_len, p.kv, w.tp)
+    act_seq = activation_bytes_per_sequence(model, p)
     kv, act = kv_seq * w.batch, act_seq * w.batch
     total = weights + kv + act
     capacity = hw.memory_bytes

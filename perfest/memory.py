@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from math import ceil
 
+from perfest.layers import Pass
 from perfest.layers.attention import attention_params
 from perfest.layers.mlp import mlp_params
 from perfest.parameters import count_parameters
@@ -34,15 +35,13 @@ def kv_bytes_per_sequence(model: ModelConfig, context: int, kv: float, tp: int) 
     return 2 * model.L * context * ceil(model.n_kv / tp) * model.d * kv
 
 
-def activation_bytes_per_sequence(
-    model: ModelConfig, s: int, s_logits: int, act: float, tp: int, flash: bool
-) -> float:
-    """Peak live activations of one sequence's prefill on each device."""
-    h, d = model.h, model.d
-    n_h, n_kv, i = model.n_h // tp, ceil(model.n_kv / tp), ceil(model.i / tp)
+def activation_bytes_per_sequence(model: ModelConfig, p: Pass) -> float:
+    """Peak live activations of one sequence of prefill pass `p` on each device."""
+    s, act, d = p.s, p.act, model.d
+    n_h, n_kv, i = p.n_h(model), p.n_kv(model), p.i(model)
     widest = max((n_h + 2 * n_kv) * d, (2 if model.mlp == "gated" else 1) * i)
-    layer = s * (2 * h + widest) * act
-    if not flash:
+    layer = s * (2 * model.h + widest) * act
+    if not p.flash:
         layer += n_h * s * s * act
-    logits = s_logits * ceil(model.V / tp) * 4.0
+    logits = p.s_logits * p.V(model) * 4.0
     return layer + logits

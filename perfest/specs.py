@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from perfest.errors import SpecError
+from perfest.errors import SpecError, UnsupportedError
 
 Dtype = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
 
@@ -182,8 +182,7 @@ class HardwareSpec(BaseModel):
     calibration: dict[str, str | float | int] | None = None
 
     def peak_flops(self, dtype: str) -> float:
-        """Dense peak matmul rate in FLOP/s for `dtype` (int4 weight-only runs in int8 here
-        only if asked; weight-only formats are resolved by the caller)."""
+        """Dense peak matmul rate in FLOP/s for `dtype`; UnsupportedError if the device has none."""
         value = {
             "fp32": self.fp32_tflops,
             "tf32": self.tf32_tflops,
@@ -193,8 +192,6 @@ class HardwareSpec(BaseModel):
             "int8": self.int8_tops,
         }.get(dtype)
         if value is None:
-            from perfest.errors import UnsupportedError
-
             have = ", ".join(self.dtypes)
             raise UnsupportedError(
                 f"dtype: {self.name} has no {dtype} matmul rate in its spec (it has: {have})"

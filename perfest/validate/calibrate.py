@@ -236,7 +236,7 @@ def _host_memory_gb() -> float:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -262,7 +262,7 @@ def describe_device(device: str) -> dict:
     threads = torch.get_num_threads()
     return {
         "name": "calibrated-cpu",
-        "display_name": f"{_cpu_name()}, {threads} threads (calibrated)",
+        "display_name": f"{cpu_name()}, {threads} threads (calibrated)",
         "vendor": "cpu",
         "memory_gb": round(_host_memory_gb(), 2),
         "compute_units": 1,

@@ -50,16 +50,6 @@ def time_call(
     return min(samples) if best else statistics.median(samples)
 
 
-def time_per_call(fn: Callable[[], object], device: str, calls: int, repeats: int = 5) -> float:
-    """Median seconds per call of `fn` run `calls` times back to back (for µs-scale ops)."""
-
-    def burst():
-        for _ in range(calls):
-            fn()
-
-    return time_call(burst, device, repeats=repeats, warmup=1) / calls
-
-
 class GroupTimer:
     """Wall time per op group, from forward hooks on the reference's modules.
 

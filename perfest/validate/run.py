@@ -11,12 +11,12 @@ scaled: T = T_k + (L − k)/k · T_blocks,k, with the blocks' share of T_k from 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 
 from perfest.catalog import load_hardware, load_model
 from perfest.errors import UnsupportedError
-from perfest.estimate import decode_context, estimate, make_workload
+from perfest.estimate import decode_context, estimate, make_pass, make_workload
 from perfest.memory import activation_bytes_per_sequence, kv_bytes_per_sequence
 from perfest.parameters import block_params, count_parameters
 from perfest.specs import DTYPE_BYTES, HardwareSpec, ModelConfig, Workload
@@ -78,9 +78,9 @@ def bytes_needed(model: ModelConfig, w: Workload, layers: int) -> float:
     params = count_parameters(model) - (model.L - layers) * block_params(model)
     context = decode_context(w)
     kv = kv_bytes_per_sequence(model, context, DTYPE_BYTES[w.dtype], 1) * layers / model.L
-    flash = w.attention == "flash"
     s_logits = w.input_len if w.logits == "all" else 1
-    act = activation_bytes_per_sequence(model, w.input_len, s_logits, 4.0, 1, flash)
+    prefill = make_pass(w, w.input_len, w.input_len, s_logits)
+    act = activation_bytes_per_sequence(model, replace(prefill, act=4.0))  # fp32 upper bound
     return params * DTYPE_BYTES[w.dtype] + w.batch * (kv + act)
 
 
