@@ -2,10 +2,10 @@
 
     python benchmarks/bench_sweep.py [--runs 7]
 
-Each in-process run clears the cache of forward passes first, so every point costs and times
-its ops from scratch, as in a fresh process; the "warm" figure repeats a sweep whose passes are
-cached. The cost of the sweep's own work (records, summaries) is the sweep's time minus the same
-1,000 `perfest.estimate` calls. Prints the machine, the date and each figure (median of the
+Each in-process run clears the cache of compiled plans first, so every device's plan is built
+again, as in a fresh process; the "warm" figure repeats a sweep whose plans are cached. The
+cost of the sweep's own work (records, summaries) is the sweep's time minus the same 1,000
+`perfest.estimate` calls. Prints the machine, the date and each figure (median of the
 runs, after one warm-up); record them in benchmarks/RESULTS.md.
 """
 
@@ -21,13 +21,13 @@ MODEL, DEVICE = "llama-2-7b", "a100-80gb-sxm"
 
 
 def timed(fn, runs: int, cold: bool = True) -> list[float]:
-    from perfest.layers import forward
+    from perfest import plan
 
     fn()  # warm-up: imports, catalog parsing, first-call costs
     times = []
     for _ in range(runs):
         if cold:
-            forward.cache_clear()
+            plan._plans.clear()
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)

@@ -93,6 +93,7 @@ def estimate(model: str, gpu: str, layers: bool, as_json: bool, as_csv: bool, **
     """Predict prefill, decode and generation time, memory and the bound of each."""
     from perfest.estimate import estimate as run
     from perfest.render import estimate_csv, render_estimate
+    from perfest.results import NoteKind
 
     est = run(model, gpu, **pick_workload(kwargs))
     emit(
@@ -103,10 +104,10 @@ def estimate(model: str, gpu: str, layers: bool, as_json: bool, as_csv: bool, **
         lambda console: render_estimate(est, console, layers=layers),
     )
     for note in est.warnings:
-        if not note.startswith("memory:"):
+        if note.kind is not NoteKind.MEMORY:
             click.echo(f"warning: {note}", err=True)
     if not est.memory.fits:
-        fail(next(note for note in est.warnings if note.startswith("memory:")))
+        fail(next(note.text for note in est.warnings if note.kind is NoteKind.MEMORY))
 
 
 @cli.command("list")

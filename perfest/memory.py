@@ -1,9 +1,11 @@
 """Inference memory per device: weights, KV cache, peak activations.
 
-    weights      L·(block matmul weights)·w/tp + (embeddings, norms, LM head)·emb/tp
-                 (weight-only quantization leaves embeddings, norms and LM head in the
-                 activation dtype, as AWQ/GPTQ checkpoints do)
-    KV cache     2·L·b·(input + output)·n_kv·d·kv / tp        (kv heads replicated if n_kv < tp)
+    weights      Σ the weight tensors of the plan's graph (perfest.graph): the ops' own
+                 operands at their per-device widths and dtypes (weight-only quantization
+                 leaves embeddings, norms, biases and LM head in the activation dtype, as
+                 AWQ/GPTQ checkpoints do; norms and row-parallel biases are replicated)
+    KV cache     b·(input + output)·(KV bytes per token: Σ the graph's KV-cache tensors, e.g.
+                 2·L·n_kv·d·kv with n_kv the device's share, replicated if n_kv < tp)
     activations  the largest live set of one prefill layer, per device:
                  b·s·(2h + max((n_h + 2·n_kv)·d, (2 if gated else 1)·i))·act
                  (+ b·n_h·s·s·act for eager attention's score matrix)
@@ -14,34 +16,54 @@ are not included: the total is what the model itself needs.
 
 from __future__ import annotations
 
-from math import ceil
+from math import floor
+from typing import TYPE_CHECKING
 
-from perfest.layers import Pass
-from perfest.layers.attention import attention_params
-from perfest.layers.mlp import mlp_params
-from perfest.parameters import count_parameters
-from perfest.specs import ModelConfig
+from perfest.layers.context import Ctx
+from perfest.results import MemoryEstimate
+from perfest.specs import HardwareSpec, Workload
 
-
-def weight_bytes(model: ModelConfig, w: float, emb: float, tp: int) -> float:
-    """Bytes of weights on each device."""
-    matmul_weights = model.L * (attention_params(model) + mlp_params(model))
-    rest = count_parameters(model) - matmul_weights
-    return (matmul_weights * w + rest * emb) / tp
+if TYPE_CHECKING:
+    from perfest.plan import Plan, Point
 
 
-def kv_bytes_per_sequence(model: ModelConfig, context: int, kv: float, tp: int) -> float:
+def kv_bytes_per_sequence(plan: Plan, context: int) -> float:
     """K and V for `context` tokens of one sequence, on each device."""
-    return 2 * model.L * context * ceil(model.n_kv / tp) * model.d * kv
+    return plan.kv_bytes_per_token * context
 
 
-def activation_bytes_per_sequence(model: ModelConfig, p: Pass) -> float:
-    """Peak live activations of one sequence of prefill pass `p` on each device."""
-    s, act, d = p.s, p.act, model.d
-    n_h, n_kv, i = p.n_h(model), p.n_kv(model), p.i(model)
-    widest = max((n_h + 2 * n_kv) * d, (2 if model.mlp == "gated" else 1) * i)
-    layer = s * (2 * model.h + widest) * act
-    if not p.flash:
-        layer += n_h * s * s * act
-    logits = p.s_logits * p.V(model) * 4.0
-    return layer + logits
+def activation_coefficients(ctx: Ctx, act: float | None = None) -> tuple[float, float, float]:
+    """Bytes of one sequence's peak live prefill activations on a device, per prompt token s,
+    per s² (eager attention's scores) and per logit position (`act`: bytes per element,
+    default the activation dtype): the formula in the module docstring."""
+    m, sh = ctx.model, ctx.shard
+    act = ctx.dt.act_size if act is None else act
+    widest = max((sh.n_h + 2 * sh.n_kv) * m.d, (2 if m.mlp == "gated" else 1) * sh.i)
+    per_token = (2 * m.h + widest) * act
+    per_token2 = 0.0 if ctx.flash else sh.n_h * act
+    return per_token, per_token2, sh.V * 4.0
+
+
+def activation_bytes_per_sequence(ctx: Ctx, prefill: Point, act: float | None = None) -> float:
+    """Peak live activations of one sequence of a prefill pass, on each device."""
+    per_token, per_token2, per_logit = activation_coefficients(ctx, act)
+    return _activations(prefill, per_token, per_token2, per_logit)
+
+
+def _activations(prefill: Point, per_token: float, per_token2: float, per_logit: float) -> float:
+    s = prefill.s
+    layer = s * per_token
+    if per_token2:
+        layer += s * s * per_token2
+    return layer + prefill.s_logits * per_logit
+
+
+def memory_estimate(plan: Plan, hw: HardwareSpec, w: Workload, prefill: Point) -> MemoryEstimate:
+    weights = plan.weight_bytes
+    kv_seq = plan.kv_bytes_per_token * (w.input_len + w.output_len)
+    act_seq = _activations(prefill, *plan.activations)
+    kv, act = kv_seq * w.batch, act_seq * w.batch
+    total = weights + kv + act
+    capacity = hw.memory_bytes
+    max_batch = max(0, floor((capacity - weights) / (kv_seq + act_seq)))
+    return MemoryEstimate(weights, kv, act, total, capacity, total <= capacity, max_batch)

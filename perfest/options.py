@@ -15,21 +15,10 @@ import click
 from rich.console import Console
 
 from perfest.errors import PerfestError, SpecError
+from perfest.specs import DTYPES as DTYPE_NAMES
+from perfest.specs import WORKLOAD_FIELDS
 
-DTYPES = click.Choice(["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"])
-WORKLOAD_FIELDS = (
-    "batch",
-    "input_len",
-    "output_len",
-    "dtype",
-    "weight_dtype",
-    "kv_dtype",
-    "tp",
-    "logits",
-    "attention",
-    "compute_efficiency",
-    "memory_efficiency",
-)
+DTYPES = click.Choice(DTYPE_NAMES)
 
 
 def stdout() -> Console:

@@ -1,35 +1,59 @@
-"""Parameter counts: total = embeddings + L·(attention + MLP + norms) + final norm + LM head.
+"""Parameter counts, read off the model's graph on one device (tp = 1): the weight tensors the
+ops read, each counted once (a tied embedding and LM head are one tensor).
 
-Tied embeddings are counted once. The tests compare every shipped model's total with the
-officially published count, and with the PyTorch reference module's own count.
+    total = embeddings + L·(attention + MLP + norms) + final norm + LM head
+
+The tests compare every shipped model's total with the officially published count, and with
+the PyTorch reference module's own count.
 """
 
 from __future__ import annotations
 
-from perfest.layers.attention import attention_params
-from perfest.layers.embedding import embedding_params, head_params
-from perfest.layers.mlp import mlp_params
-from perfest.layers.norm import norm_params
-from perfest.specs import ModelConfig
+from functools import lru_cache
+
+from perfest.graph import Graph, build_graph
+from perfest.layers import Ctx
+from perfest.ops import Group, Role
+from perfest.specs import ModelConfig, Workload
+
+#: parameter_breakdown's parts: a segment's name, or the group of a decoder layer's op.
+_PARTS = {"attention": "attention", "mlp": "mlp", "norm": "norms"}
 
 
-def block_params(model: ModelConfig) -> int:
-    """One decoder block: attention, MLP, and its norms (one shared norm in a parallel block)."""
-    norms = 1 if model.parallel_block else 2
-    return attention_params(model) + mlp_params(model) + norms * norm_params(model)
-
-
-def parameter_breakdown(model: ModelConfig) -> dict[str, int]:
-    """Parameters by part; the values sum to `count_parameters(model)`."""
-    return {
-        "embedding": embedding_params(model),
-        "attention": model.L * attention_params(model),
-        "mlp": model.L * mlp_params(model),
-        "norms": model.L * (block_params(model) - attention_params(model) - mlp_params(model)),
-        "head": head_params(model),
-    }
+@lru_cache(maxsize=256)
+def graph(model: ModelConfig) -> Graph:
+    """The model's graph on one device (the dtype does not change a count)."""
+    return build_graph(Ctx.of(model, Workload()))
 
 
 def count_parameters(model: ModelConfig) -> int:
     """Total parameters, embeddings and LM head included (tied embeddings once)."""
-    return embedding_params(model) + model.L * block_params(model) + head_params(model)
+    return graph(model).parameters()
+
+
+def parameter_breakdown(model: ModelConfig) -> dict[str, int]:
+    """Parameters by part (embedding, attention, mlp, norms, head); the values sum to
+    `count_parameters(model)`."""
+    parts = dict.fromkeys(("embedding", "attention", "mlp", "norms", "head"), 0)
+    seen = set()
+    for segment, op in graph(model).ops():
+        for access in op.reads:
+            tensor = access.tensor
+            if tensor.role is not Role.WEIGHT or tensor in seen:
+                continue
+            seen.add(tensor)
+            part = segment.name if segment.name in parts else _PARTS[op.group.value]
+            parts[part] += segment.count * int(tensor.elements.value())
+    return parts
+
+
+def block_params(model: ModelConfig) -> int:
+    """One decoder block: attention, MLP, and its norms."""
+    (decoder,) = (seg for seg in graph(model).segments if seg.name == "decoder")
+    return sum(
+        int(t.elements.value())
+        for t in {a.tensor for op in decoder.ops for a in op.reads if a.tensor.role is Role.WEIGHT}
+    )
+
+
+__all__ = ["Group", "block_params", "count_parameters", "parameter_breakdown"]

@@ -74,7 +74,7 @@ def roofline_plot(est: Estimate, hw: HardwareSpec, path: str | Path) -> Path:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 6.5))
     points = list(_op_points(est))
-    ceilings = _ceilings(hw, est.workload["dtype"])
+    ceilings = _ceilings(hw, est.workload.dtype)
     xs = [x for _, _, x, _ in points] or [1.0]
     ys = [y for *_, y in points] or [1.0]
     x_lo = 10 ** math.floor(math.log10(min(*xs, 1.0)) - 0.3)
@@ -96,12 +96,12 @@ def roofline_plot(est: Estimate, hw: HardwareSpec, path: str | Path) -> Path:
             edgecolors="black",
             linewidths=0.5,
             zorder=3,
-            label=f"{phase} ops (batch {est.workload['batch']}{context})",
+            label=f"{phase} ops (batch {est.workload.batch}{context})",
         )
     _label_ops(ax, points)
     ax.set_xlabel("arithmetic intensity (FLOP per byte of memory traffic)")
     ax.set_ylabel("attained FLOP/s (predicted, per op)")
-    w = est.workload
+    w = est.workload.model_dump()
     extras = [f"weights {w['weight_dtype']}"] if w["weight_dtype"] else []
     extras += [f"KV {w['kv_dtype']}"] if w["kv_dtype"] else []
     extras += [f"tensor parallel ×{w['tp']} (per device)"] if w["tp"] > 1 else []
@@ -127,7 +127,7 @@ def roofline_plot(est: Estimate, hw: HardwareSpec, path: str | Path) -> Path:
 def _op_points(est: Estimate, placed: bool = True) -> Iterable[tuple[str, str, float, float]]:
     """(op, phase, intensity, attained FLOP/s) of the ops a log–log chart can place
     (`placed=False`: the others, with zeros)."""
-    for phase in (est.prefill, est.decode):
+    for phase in est.phases:
         for op in phase.layers:
             ok = bool(op.flops > 0 and op.intensity and op.time_s > 0)
             if ok == placed:

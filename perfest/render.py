@@ -12,7 +12,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from perfest.results import Estimate, PhaseEstimate
+from perfest.results import OP_FIELDS, Estimate, PhaseEstimate
 
 _PREFIXES = ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
@@ -75,31 +75,13 @@ def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     return out.getvalue()
 
 
-OP_COLUMNS = (
-    "name",
-    "group",
-    "kind",
-    "count",
-    "flops",
-    "matmul_flops",
-    "bytes_read",
-    "bytes_written",
-    "bytes",
-    "intensity",
-    "t_compute_s",
-    "t_memory_s",
-    "t_comm_s",
-    "overhead_s",
-    "time_s",
-    "roofline_time_s",
-    "bound",
-)
+OP_COLUMNS = OP_FIELDS  # the JSON keys of a row, in order
 
 
 def estimate_csv(est: Estimate) -> str:
-    """One row per op of prefill and of the decode step."""
+    """One row per op of every phase (prefill and the decode step)."""
     rows = []
-    for phase in (est.prefill, est.decode):
+    for phase in est.phases:
         for op in phase.layers:
             rows.append([phase.phase, *(getattr(op, col) for col in OP_COLUMNS)])
     return to_csv(("phase", *OP_COLUMNS), rows)
@@ -154,10 +136,10 @@ def render_estimate(est: Estimate, console: Console, layers: bool = False) -> No
     mem, gen = est.memory, est.generation
     console.print(
         f"[bold]{est.model}[/] on [bold]{est.hardware}[/]"
-        + (f" ×{w['tp']} (tensor parallel)" if w["tp"] > 1 else "")
-        + f" · batch {w['batch']} · {w['input_len']} in / {w['output_len']} out · {w['dtype']}"
-        + (f", weights {w['weight_dtype']}" if w["weight_dtype"] else "")
-        + (f", KV {w['kv_dtype']}" if w["kv_dtype"] else "")
+        + (f" ×{w.tp} (tensor parallel)" if w.tp > 1 else "")
+        + f" · batch {w.batch} · {w.input_len} in / {w.output_len} out · {w.dtype}"
+        + (f", weights {w.weight_dtype}" if w.weight_dtype else "")
+        + (f", KV {w.kv_dtype}" if w.kv_dtype else "")
     )
     console.print(
         f"{count(est.parameters)} parameters · ridge point {est.ridge_point:,.0f} FLOP/B · "
@@ -177,7 +159,7 @@ def render_estimate(est: Estimate, console: Console, layers: bool = False) -> No
         "bound",
     ):
         table.add_column(col, justify="left" if col in ("phase", "bound") else "right")
-    for phase in (est.prefill, est.decode):
+    for phase in est.phases:
         table.add_row(
             phase.phase,
             str(phase.batch * phase.query_len),

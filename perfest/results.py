@@ -1,41 +1,33 @@
 """Typed, frozen results. `Estimate.to_dict()` is the documented JSON schema (README, "JSON").
 
-Units: FLOPs, bytes, seconds, FLOP/byte, tokens/s. Times ending in `_s` are seconds.
+Plain slotted dataclasses: an estimate is built tens of thousands of times a second in sweeps,
+so nothing here validates what the estimator computed. Units: FLOPs, bytes, seconds,
+FLOP/byte, tokens/s. Times ending in `_s` are seconds.
+
+An estimate holds a list of named phases (prefill and decode for a decoder; the training and
+encoder work add others); each phase keeps its plan and point, and its per-op rows are built
+only when asked for (`layers`).
 """
 
 from __future__ import annotations
 
-from functools import cached_property
-from typing import Any
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, computed_field
+from perfest.enums import StrEnum
+from perfest.roofline import Bound
+from perfest.specs import Workload
+
+if TYPE_CHECKING:
+    from perfest.plan import Plan, Point, Row, Totals
 
 SCHEMA_VERSION = 1
 
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
 
-
-def make(cls: type[BaseModel], _private: dict | None = None, **data: Any) -> Any:
-    """Build a result from already-computed, trusted values without re-validating them.
-
-    The estimator builds dozens of rows per estimate; `model_construct` spends most of an
-    estimate's time on bookkeeping we do not need, so this sets the instance state directly.
-    Every field must be given, and no other (checked: a misspelt field would vanish from JSON).
-    """
-    if data.keys() != cls.model_fields.keys():
-        raise TypeError(f"{cls.__name__}: fields {sorted(data.keys() ^ cls.model_fields.keys())}")
-    obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", data)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(data))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", _private)
-    return obj
-
-
-class OpEstimate(BaseModel):
+@dataclass(frozen=True, slots=True)
+class OpEstimate:
     """One row of a phase: an op over all its `count` instances (count = L for block ops)."""
-
-    model_config = _FROZEN
 
     name: str
     group: str
@@ -53,71 +45,105 @@ class OpEstimate(BaseModel):
     overhead_s: float
     time_s: float
     roofline_time_s: float
-    bound: str
+    bound: Bound
+
+    @classmethod
+    def of(cls, row: Row) -> OpEstimate:
+        op = row.op
+        nbytes = row.bytes
+        return cls(
+            op.name,
+            op.group.value,
+            op.kind.value,
+            row.count,
+            row.flops,
+            row.matmul_flops,
+            row.bytes_read,
+            row.bytes_written,
+            nbytes,
+            row.flops / nbytes if nbytes else None,
+            row.t_compute,
+            row.t_memory,
+            row.t_comm,
+            row.overhead,
+            row.time,
+            row.roofline,
+            row.bound,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: _plain(getattr(self, name)) for name in OP_FIELDS}
 
 
-class PhaseEstimate(BaseModel):
-    """A forward pass: prefill of the prompt, or one decode step at `context_len`."""
+OP_FIELDS = tuple(OpEstimate.__dataclass_fields__)
 
-    model_config = _FROZEN
+
+@dataclass(frozen=True, slots=True)
+class PhaseEstimate:
+    """One pass: the prompt's prefill, a decode step at `context_len`, …"""
 
     phase: str
-    batch: int
-    query_len: int
-    context_len: int
-    flops: float
-    matmul_flops: float
-    bytes: float
-    intensity: float
-    time_s: float
-    roofline_time_s: float
-    overhead_s: float
-    comm_time_s: float
-    bound: str
-    # (op, timing) pairs; the rows are built only when asked for, since most callers (sweeps,
-    # summaries) read the totals alone.
-    _rows: tuple = PrivateAttr(default=())
+    point: Point
+    totals: Totals
+    plan: Plan = field(repr=False, compare=False)
 
-    def timed_ops(self) -> tuple:
-        """The (Op, Timing) pairs behind `layers`, for callers that need per-op detail at
-        every point of a sweep without paying for the rows."""
-        return self._rows
+    batch = property(lambda self: self.point.b)
+    query_len = property(lambda self: self.point.s)
+    context_len = property(lambda self: self.point.t)
+    flops = property(lambda self: self.totals.flops)
+    matmul_flops = property(lambda self: self.totals.matmul_flops)
+    bytes = property(lambda self: self.totals.bytes)
+    time_s = property(lambda self: self.totals.time_s)
+    roofline_time_s = property(lambda self: self.totals.roofline_time_s)
+    overhead_s = property(lambda self: self.totals.overhead_s)
+    comm_time_s = property(lambda self: self.totals.comm_time_s)
+    bound = property(lambda self: self.totals.bound)
+    weights_bound = property(lambda self: self.totals.weights_bound)
 
-    @computed_field  # type: ignore[prop-decorator]
-    @cached_property
+    @property
+    def intensity(self) -> float:
+        """FLOP/byte of the whole pass."""
+        t = self.totals
+        return t.flops / t.bytes if t.bytes else 0.0
+
+    @property
+    def rows(self) -> tuple[Row, ...]:
+        """The plan's rows at this point (ops with their op objects), built on each call."""
+        return self.plan.rows(self.point)
+
+    @property
     def layers(self) -> tuple[OpEstimate, ...]:
-        """A row per op, in execution order (block ops once, with count = L)."""
-        return tuple(_row(op, tm) for op, tm in self._rows)
+        """A row per op, in execution order (block ops once, with count = L); built on each
+        call, since most callers (sweeps, summaries) read the totals alone."""
+        return tuple(OpEstimate.of(row) for row in self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {name: _plain(getattr(self, name)) for name in PHASE_FIELDS}
+        data["layers"] = [op.to_dict() for op in self.layers]
+        return data
 
 
-def _row(op: Any, tm: Any) -> OpEstimate:
-    c, n = op.cost, op.count
-    return make(
-        OpEstimate,
-        name=op.name,
-        group=op.group,
-        kind=op.kind,
-        count=n,
-        flops=c.flops * n,
-        matmul_flops=op.matmul_flops,
-        bytes_read=c.bytes_read * n,
-        bytes_written=c.bytes_written * n,
-        bytes=c.bytes * n,
-        intensity=c.flops / c.bytes if c.bytes else None,
-        t_compute_s=tm.t_compute,
-        t_memory_s=tm.t_memory,
-        t_comm_s=tm.t_comm,
-        overhead_s=tm.overhead,
-        time_s=tm.time,
-        roofline_time_s=tm.roofline,
-        bound=tm.bound,
-    )
+#: The JSON keys of a phase, in order (then "layers").
+PHASE_FIELDS = (
+    "phase",
+    "batch",
+    "query_len",
+    "context_len",
+    "flops",
+    "matmul_flops",
+    "bytes",
+    "intensity",
+    "time_s",
+    "roofline_time_s",
+    "overhead_s",
+    "comm_time_s",
+    "bound",
+)
 
 
-class MemoryEstimate(BaseModel):
+@dataclass(frozen=True, slots=True)
+class MemoryEstimate:
     """Per-device memory (bytes) at the end of generation; `max_batch` at the same lengths."""
-
-    model_config = _FROZEN
 
     weights_bytes: float
     kv_cache_bytes: float
@@ -127,11 +153,13 @@ class MemoryEstimate(BaseModel):
     fits: bool
     max_batch: int
 
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
-class GenerationEstimate(BaseModel):
+
+@dataclass(frozen=True, slots=True)
+class GenerationEstimate:
     """The whole request: prefill, then output_len − 1 decode steps (all sequences together)."""
-
-    model_config = _FROZEN
 
     ttft_s: float
     tpot_s: float
@@ -142,26 +170,79 @@ class GenerationEstimate(BaseModel):
     roofline_tpot_s: float
     roofline_output_tokens_per_s: float
 
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
-class Estimate(BaseModel):
+
+class NoteKind(StrEnum):
+    """What a warning is about, so commands can treat each kind by its policy."""
+
+    MEMORY = "memory"  # does not fit in device memory
+    POSITIONS = "positions"  # longer than the model's trained context
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A warning attached to a result: its kind and the sentence shown to people."""
+
+    kind: NoteKind
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
     """Everything `perfest estimate` reports."""
 
-    model_config = _FROZEN
-
-    schema_version: int = SCHEMA_VERSION
     model: str
     hardware: str
-    workload: dict[str, Any]
+    workload: Workload
     parameters: int
     ridge_point: float
     compute_efficiency: float
     memory_efficiency: float
     memory: MemoryEstimate
-    prefill: PhaseEstimate
-    decode: PhaseEstimate
+    phases: tuple[PhaseEstimate, ...]
     generation: GenerationEstimate
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[Note, ...] = ()
+    schema_version: int = SCHEMA_VERSION
+
+    def phase(self, name: str) -> PhaseEstimate:
+        for phase in self.phases:
+            if phase.phase == name:
+                return phase
+        raise KeyError(f"no phase '{name}' (phases: {', '.join(p.phase for p in self.phases)})")
+
+    @property
+    def prefill(self) -> PhaseEstimate:
+        return self.phase("prefill")
+
+    @property
+    def decode(self) -> PhaseEstimate:
+        return self.phase("decode")
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (plain dicts, lists, numbers and strings)."""
-        return self.model_dump(mode="json")
+        data: dict[str, Any] = {
+            "schema_version": self.schema_version,
+            "model": self.model,
+            "hardware": self.hardware,
+            "workload": self.workload.model_dump(mode="json"),
+            "parameters": self.parameters,
+            "ridge_point": self.ridge_point,
+            "compute_efficiency": self.compute_efficiency,
+            "memory_efficiency": self.memory_efficiency,
+            "memory": self.memory.to_dict(),
+        }
+        for phase in self.phases:
+            data[phase.phase] = phase.to_dict()
+        data["generation"] = self.generation.to_dict()
+        data["warnings"] = [note.text for note in self.warnings]
+        return data
+
+
+def _plain(value: Any) -> Any:
+    """Enums as their values (JSON has no enums)."""
+    return value.value if isinstance(value, Enum) else value

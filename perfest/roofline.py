@@ -1,5 +1,8 @@
 """From an op's FLOPs and bytes to time: the pure roofline bound, and the prediction.
 
+This module states the time model and its constants; perfest.plan evaluates it, term by term,
+over a compiled graph (one implementation, used for the totals and for the per-op rows).
+
 Pure roofline (an upper bound on speed, reported beside every prediction):
     T_roof = max(FLOPs / peak, bytes / bandwidth)                    (comm: bytes / link)
 
@@ -75,13 +78,22 @@ per-direction bandwidth.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import ceil
 
-from perfest.cost import Gemm, Op
+from perfest.enums import StrEnum
+from perfest.specs import HardwareSpec, Workload
 
 K_SLICE = 256  # smallest K slice a split-K / stream-K GEMM hands one unit (reasoned)
 
 DEQUANT_INSTRUCTIONS_PER_ELEMENT = {"int4": 2.0, "int8": 1.0, "fp8": 1.0}
+
+
+class Bound(StrEnum):
+    """What paces an op (or holds the most time of a phase)."""
+
+    COMPUTE = "compute"
+    MEMORY = "memory"
+    COMMUNICATION = "communication"
+    OVERHEAD = "overhead"  # launching the kernels takes longer than running them
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,28 +107,12 @@ class Rates:
     compute_eff: float
     memory_eff: float
     launch_s: float
-    link_bandwidth: float  # byte/s per direction
-    link_latency_s: float
     compute_units: int
     tile_m_min: int = 16
     tile_m_max: int = 128
     tile_n: int = 128
-    dequant_instructions: float = 0.0  # per weight element per m-tile (0 without weight-only)
     gemv_row_s: float = 0.0  # fixed time per output row of a single product's weight stream
     gemm_memory_eff: float | None = None  # weight streaming of m ≥ 2 products (None: no term)
-
-
-@dataclass(frozen=True, slots=True)
-class Timing:
-    """Per-op times for all `count` instances."""
-
-    t_compute: float
-    t_memory: float
-    t_comm: float
-    overhead: float
-    time: float
-    roofline: float
-    bound: str
 
 
 def tile_m(m: int, r: Rates) -> int:
@@ -126,58 +122,31 @@ def tile_m(m: int, r: Rates) -> int:
     return min(r.tile_m_max, max(r.tile_m_min, 1 << max(m - 1, 0).bit_length()))
 
 
-def padded_flops(g: Gemm, r: Rates) -> float:
-    """FLOPs the device spends on the GEMM: whole tiles, and at least one whole wave."""
-    tm = tile_m(g.m, r)
-    tiles = g.batch * ceil(g.m / tm) * ceil(g.n / r.tile_n)
-    pieces = tiles * max(1.0, g.k / K_SLICE)  # fractional slices keep time monotonic in k
-    if pieces < r.compute_units:  # one partial wave: idle units cost time too
-        tiles *= r.compute_units / pieces
-    return 2.0 * g.k * tm * r.tile_n * tiles
+def attention_dtype(hw: HardwareSpec, w: Workload) -> str:
+    """The dtype of attention's q·kᵀ and p·v. fp8 and int8 mean W8A8 *linear layers*, as vLLM,
+    TensorRT-LLM and SmoothQuant run them; the products of two activations stay in 16-bit."""
+    if w.dtype in ("fp8", "int8"):
+        return next((dt for dt in ("bf16", "fp16") if dt in hw.dtypes), w.dtype)
+    return w.dtype
 
 
-def memory_time(g: Gemm | None, nbytes: float, r: Rates) -> float:
-    """Seconds one instance spends streaming `nbytes`; a single product [m, k]·[k, n] also pays
-    the GEMV's per-row time and, with m ≥ 2 rows, at least the packed GEMM's streaming time."""
-    t = nbytes / (r.bandwidth * r.memory_eff)
-    if g is None or g.batch > 1:
-        return t
-    t += g.n * r.gemv_row_s
-    if g.m > 1 and r.gemm_memory_eff is not None:
-        t = max(t, nbytes / (r.bandwidth * r.gemm_memory_eff))
-    return t
-
-
-def time_op(op: Op, r: Rates) -> Timing:
-    """Time of `op.count` instances of `op` on a device with rates `r`."""
-    c, n = op.cost, op.count
-    nbytes = c.bytes_read + c.bytes_written
-    overhead = op.kernels * r.launch_s * n
-    if op.comm is not None:
-        wire = op.comm.wire_bytes
-        t_comm = (r.link_latency_s + wire / r.link_bandwidth) * n
-        roofline = wire / r.link_bandwidth * n
-        return Timing(0.0, 0.0, t_comm, overhead, t_comm + overhead, roofline, "communication")
-    if op.gemm is None:
-        peak = r.vector_flops
-    else:
-        peak = r.attention_flops if op.activation_product else r.matmul_flops
-    t_mem = memory_time(op.gemm, nbytes, r) * n
-    if op.gemm is not None:
-        # the executed tiles, plus the epilogue's bias adds (c.flops beyond the product's)
-        executed = padded_flops(op.gemm, r) + c.flops - op.gemm.flops
-        t_math = executed / (peak * r.compute_eff)
-        if op.dequant_elements and r.dequant_instructions:
-            m_tiles = ceil(op.gemm.m / tile_m(op.gemm.m, r))
-            instructions = op.dequant_elements * r.dequant_instructions * m_tiles
-            t_math += instructions / (r.vector_flops / 2)
-        t_math *= n
-    else:
-        t_math = c.flops / (peak * r.compute_eff) * n
-    roofline = max(c.flops / peak, nbytes / r.bandwidth) * n
-    busy = t_math + t_mem  # not overlapped: see the module docstring
-    if overhead > busy:
-        bound = "overhead"  # launching the kernels takes longer than running them
-    else:
-        bound = "compute" if t_math >= t_mem else "memory"
-    return Timing(t_math, t_mem, 0.0, overhead, busy + overhead, roofline, bound)
+def rates(hw: HardwareSpec, w: Workload) -> Rates:
+    """The device's rates for this workload; matmuls run at the peak of the activation dtype
+    (weight-only int4/int8 weights are dequantized to it), element-wise work at the device's
+    vector rate. `--memory-efficiency` overrides η_memory; the weight-streaming terms
+    (per-row GEMV time, η of m ≥ 2 products) are the device's."""
+    return Rates(
+        matmul_flops=hw.peak_flops(w.dtype),
+        attention_flops=hw.peak_flops(attention_dtype(hw, w)),
+        vector_flops=hw.vector_flops,
+        bandwidth=hw.memory_bandwidth,
+        compute_eff=w.compute_efficiency or hw.compute_efficiency,
+        memory_eff=w.memory_efficiency or hw.memory_efficiency,
+        gemv_row_s=hw.gemv_row_s,
+        gemm_memory_eff=hw.gemm_memory_efficiency,
+        launch_s=hw.kernel_launch_s,
+        compute_units=hw.compute_units,
+        tile_m_min=hw.tile_m_min,
+        tile_m_max=hw.tile_m_max,
+        tile_n=hw.tile_n,
+    )

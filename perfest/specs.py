@@ -14,15 +14,15 @@ Symbols used across perfest (defined once, here):
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from perfest.errors import SpecError, UnsupportedError
 
-Dtype = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
-
-#: Bytes per element of each dtype. tf32 is stored as fp32; int4 packs two per byte.
+#: Bytes per element of each dtype perfest knows (the one list of dtypes; everything else is
+#: derived from it). tf32 is stored as fp32; int4 packs two per byte.
 DTYPE_BYTES: dict[str, float] = {
     "fp32": 4.0,
     "tf32": 4.0,
@@ -31,6 +31,19 @@ DTYPE_BYTES: dict[str, float] = {
     "fp8": 1.0,
     "int8": 1.0,
     "int4": 0.5,
+}
+DTYPES = tuple(DTYPE_BYTES)
+Dtype = Literal[DTYPES]  # type: ignore[valid-type]
+
+#: The HardwareSpec field holding each dtype's dense matmul peak (int4 has none: it is a weight
+#: format, computed in the activation dtype).
+PEAK_FIELDS = {
+    "fp32": "fp32_tflops",
+    "tf32": "tf32_tflops",
+    "bf16": "bf16_tflops",
+    "fp16": "fp16_tflops",
+    "fp8": "fp8_tflops",
+    "int8": "int8_tops",
 }
 
 #: Extra bytes per weight for quantization scales: int4 checkpoints (AWQ, GPTQ) store an fp16
@@ -161,8 +174,16 @@ class HardwareSpec(BaseModel):
     int8_tops: float | None = Field(default=None, gt=0)
     memory_gb: float = Field(gt=0)
     memory_bandwidth_gb_s: float = Field(gt=0)
+    # The network, two levels (perfest.sharding): devices in one node share `interconnect`
+    # (NVLink, xGMI, ICI, PCIe: per-direction bandwidth per device, and a fixed time per
+    # collective); nodes talk over `network` (NICs: per-direction bandwidth per device).
+    # devices_per_node None: one node of any size (every collective on the interconnect).
     interconnect_bandwidth_gb_s: float = Field(default=0.0, ge=0)
     interconnect: str = ""
+    devices_per_node: int | None = Field(default=None, gt=0)
+    network_bandwidth_gb_s: float = Field(default=0.0, ge=0)
+    network_latency_us: float = Field(default=0.0, ge=0)
+    network: str = ""
     compute_units: int = Field(default=1, gt=0)
     # GEMM output tiles (see perfest.roofline): GPU libraries use 16…128 × 128; a CPU BLAS
     # blocks in registers, so a calibrated CPU spec sets all three to 1 (no padding).
@@ -183,14 +204,8 @@ class HardwareSpec(BaseModel):
 
     def peak_flops(self, dtype: str) -> float:
         """Dense peak matmul rate in FLOP/s for `dtype`; UnsupportedError if the device has none."""
-        value = {
-            "fp32": self.fp32_tflops,
-            "tf32": self.tf32_tflops,
-            "bf16": self.bf16_tflops,
-            "fp16": self.fp16_tflops,
-            "fp8": self.fp8_tflops,
-            "int8": self.int8_tops,
-        }.get(dtype)
+        field = PEAK_FIELDS.get(dtype)
+        value = getattr(self, field) if field else None
         if value is None:
             have = ", ".join(self.dtypes)
             raise UnsupportedError(
@@ -200,15 +215,7 @@ class HardwareSpec(BaseModel):
 
     @property
     def dtypes(self) -> tuple[str, ...]:
-        pairs = [
-            ("fp32", self.fp32_tflops),
-            ("tf32", self.tf32_tflops),
-            ("bf16", self.bf16_tflops),
-            ("fp16", self.fp16_tflops),
-            ("fp8", self.fp8_tflops),
-            ("int8", self.int8_tops),
-        ]
-        return tuple(name for name, value in pairs if value)
+        return tuple(dtype for dtype, field in PEAK_FIELDS.items() if getattr(self, field))
 
     @property
     def vector_flops(self) -> float:
@@ -232,6 +239,15 @@ class HardwareSpec(BaseModel):
     def interconnect_bandwidth(self) -> float:
         """Per-direction device-to-device bandwidth in byte/s."""
         return self.interconnect_bandwidth_gb_s * 1e9
+
+    @property
+    def network_bandwidth(self) -> float:
+        """Per-direction bandwidth of one device's share of the network between nodes, byte/s."""
+        return self.network_bandwidth_gb_s * 1e9
+
+    @property
+    def network_latency_s(self) -> float:
+        return self.network_latency_us * 1e-6
 
     @property
     def kernel_launch_s(self) -> float:
@@ -283,11 +299,23 @@ class Workload(BaseModel):
     def cache_dtype(self) -> str:
         return self.kv_dtype or self.dtype
 
+    def static_key(self) -> tuple:
+        """The fields that shape a plan (dtypes, layout, kernels, efficiencies), as a tuple."""
+        return _static_key(self)
+
     @property
     def weight_only(self) -> bool:
         """True when weights are stored narrower than the activations they multiply (W4A16,
         W8A16, fp8 weights with bf16 activations): the kernel dequantizes them to compute."""
         return DTYPE_BYTES[self.w_dtype] < DTYPE_BYTES[self.dtype]
+
+
+#: Workload fields that only move the point a plan is evaluated at; every other field shapes
+#: the plan itself.
+POINT_FIELDS = ("batch", "input_len", "output_len", "logits")
+STATIC_FIELDS = tuple(name for name in Workload.model_fields if name not in POINT_FIELDS)
+_static_key = attrgetter(*STATIC_FIELDS)
+WORKLOAD_FIELDS = tuple(Workload.model_fields)
 
 
 def first_error(exc: ValidationError, where: str = "") -> SpecError:

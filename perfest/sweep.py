@@ -22,36 +22,34 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
 from perfest.catalog import load_hardware, load_model
 from perfest.errors import SpecError
-from perfest.estimate import decode_context, estimate, make_workload
+from perfest.estimate import decode_context, make_workload, run
 from perfest.memory import kv_bytes_per_sequence
-from perfest.results import SCHEMA_VERSION, Estimate, PhaseEstimate, make
+from perfest.plan import plan_for
+from perfest.results import SCHEMA_VERSION, Estimate, NoteKind, _plain
+from perfest.roofline import Bound
 from perfest.specs import DTYPE_BYTES, HardwareSpec, ModelConfig, Workload
-
-_FROZEN = ConfigDict(frozen=True, extra="forbid")
 
 #: The most values one axis, and one sweep, may hold (a typo such as 1:10000000 fails fast
 #: instead of running for an hour).
 MAX_AXIS_VALUES = 100_000
 MAX_POINTS = 100_000
 
-#: Decode's products with the KV cache. Their second operand is per sequence, so batching does
-#: not raise their intensity; every other matmul multiplies by a weight the batch shares.
-KV_PRODUCTS = frozenset({"attn_scores", "attn_values"})
-
 _RANGE = re.compile(r"^(?P<start>[^:]+):(?P<stop>[^:]+)(?::(?P<step>[^:]*))?$")
 
 
-class SweepPoint(BaseModel):
-    """One (device, input_len, output_len, batch) point; times in seconds, memory in bytes."""
+def _as_dict(obj: Any) -> dict[str, Any]:
+    return {name: _plain(getattr(obj, name)) for name in obj.__dataclass_fields__}
 
-    model_config = _FROZEN
+
+@dataclass(frozen=True, slots=True)
+class SweepPoint:
+    """One (device, input_len, output_len, batch) point; times in seconds, memory in bytes."""
 
     hardware: str
     batch: int
@@ -63,17 +61,18 @@ class SweepPoint(BaseModel):
     tpot_s: float
     e2e_latency_s: float
     decode_intensity: float  # FLOP/byte of the whole decode step
-    decode_bound: str  # the bound holding most of the decode step's time (compute, memory, …)
-    weights_bound: str  # the same, over decode's weight matmuls alone
+    decode_bound: Bound  # the bound holding most of the decode step's time
+    weights_bound: Bound  # the same, over decode's matmuls with a weight operand
     memory_bytes: float
     capacity_bytes: float
     fits: bool
 
+    to_dict = _as_dict
 
-class SweepSummary(BaseModel):
+
+@dataclass(frozen=True, slots=True)
+class SweepSummary:
     """The batch curve of one (device, input_len, output_len) series, in numbers."""
-
-    model_config = _FROZEN
 
     hardware: str
     input_len: int
@@ -90,13 +89,13 @@ class SweepSummary(BaseModel):
     decode_context_len: int
     kv_bytes_per_sequence: float  # KV cache one sequence reads per decode step, per device
 
+    to_dict = _as_dict
 
-class SweepResult(BaseModel):
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
     """Everything `perfest sweep` reports; `to_dict()` is its JSON form."""
 
-    model_config = _FROZEN
-
-    schema_version: int = SCHEMA_VERSION
     model: str
     hardware: tuple[str, ...]
     workload: dict[str, Any]  # the fields every point shares (dtypes, tp, efficiencies…)
@@ -106,6 +105,7 @@ class SweepResult(BaseModel):
     points: tuple[SweepPoint, ...]
     summaries: tuple[SweepSummary, ...]
     warnings: tuple[str, ...] = ()
+    schema_version: int = SCHEMA_VERSION
 
     def series(self, summary: SweepSummary) -> tuple[SweepPoint, ...]:
         """The points of one summary's batch curve, in batch order."""
@@ -113,7 +113,18 @@ class SweepResult(BaseModel):
         return tuple(p for p in self.points if (p.hardware, p.input_len, p.output_len) == key)
 
     def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        return {
+            "schema_version": self.schema_version,
+            "model": self.model,
+            "hardware": list(self.hardware),
+            "workload": self.workload,
+            "batches": list(self.batches),
+            "input_lens": list(self.input_lens),
+            "output_lens": list(self.output_lens),
+            "points": [p.to_dict() for p in self.points],
+            "summaries": [s.to_dict() for s in self.summaries],
+            "warnings": list(self.warnings),
+        }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,22 +263,21 @@ def sweep(
     warnings: dict[str, None] = {}  # ordered set
     for hw, input_len, output_len in product(devices, ins, outs):
         shape = base.model_copy(update={"input_len": input_len, "output_len": output_len})
+        plan = plan_for(m, hw, shape)
         series = []
         for b in bs:
             # Every field was validated in `base` and b > 0 in _axis: skip re-validation.
-            est = estimate(m, hw, shape.model_copy(update={"batch": b}))
+            est = run(plan, m, hw, shape.model_copy(update={"batch": b}))
             series.append(_point(est, b, input_len, output_len))
-            warnings.update((note, None) for note in est.warnings if not note.startswith("memory:"))
+            warnings.update((n.text, None) for n in est.warnings if n.kind is not NoteKind.MEMORY)
             if progress is not None:
                 progress(len(points) + len(series), total)
         points += series
-        summaries.append(_summary(m, hw, shape, series, est))
-    return make(
-        SweepResult,
-        schema_version=SCHEMA_VERSION,
+        summaries.append(_summary(plan, hw, shape, series, est))
+    return SweepResult(
         model=m.name,
         hardware=tuple(hw.name for hw in devices),
-        workload=base.model_dump(exclude={"batch", "input_len", "output_len"}),
+        workload=base.model_dump(mode="json", exclude={"batch", "input_len", "output_len"}),
         batches=bs,
         input_lens=ins,
         output_lens=outs,
@@ -288,59 +298,48 @@ def _devices(hardware: Any) -> tuple[HardwareSpec, ...]:
 
 def _point(est: Estimate, b: int, input_len: int, output_len: int) -> SweepPoint:
     gen, mem, dec = est.generation, est.memory, est.decode
-    return make(
-        SweepPoint,
-        hardware=est.hardware,
-        batch=b,
-        input_len=input_len,
-        output_len=output_len,
-        output_tokens_per_s=gen.output_tokens_per_s,
-        per_sequence_tokens_per_s=gen.per_sequence_tokens_per_s,
-        ttft_s=gen.ttft_s,
-        tpot_s=gen.tpot_s,
-        e2e_latency_s=gen.e2e_latency_s,
-        decode_intensity=dec.intensity,
-        decode_bound=dec.bound,
-        weights_bound=weights_bound(dec),
-        memory_bytes=mem.total_bytes,
-        capacity_bytes=mem.capacity_bytes,
-        fits=mem.fits,
+    return SweepPoint(  # positional, in field order: a sweep builds up to 100,000
+        est.hardware,
+        b,
+        input_len,
+        output_len,
+        gen.output_tokens_per_s,
+        gen.per_sequence_tokens_per_s,
+        gen.ttft_s,
+        gen.tpot_s,
+        gen.e2e_latency_s,
+        dec.intensity,
+        dec.bound,
+        dec.weights_bound,
+        mem.total_bytes,
+        mem.capacity_bytes,
+        mem.fits,
     )
 
 
-def weights_bound(phase: PhaseEstimate) -> str:
-    """The bound (compute, memory, overhead) holding most of the time of the phase's weight
-    matmuls, i.e. all its matmuls but KV_PRODUCTS."""
-    time: dict[str, float] = {}
-    # (op, timing) pairs, not `phase.layers`: building rows would cost more than the estimate.
-    for op, timing in phase.timed_ops():
-        if op.gemm is not None and op.name not in KV_PRODUCTS:
-            time[timing.bound] = time.get(timing.bound, 0.0) + timing.time
-    return max(time, key=time.__getitem__) if time else "memory"
-
-
 def _summary(
-    m: ModelConfig, hw: HardwareSpec, w: Workload, series: list[SweepPoint], last: Estimate
+    plan, hw: HardwareSpec, w: Workload, series: list[SweepPoint], last: Estimate
 ) -> SweepSummary:
     """`last` is the series' last estimate: memory.max_batch does not depend on the batch."""
     fitting = [p for p in series if p.fits]
     best = max(fitting, key=lambda p: p.output_tokens_per_s) if fitting else None
     ridge = last.ridge_point
     context = decode_context(w)
-    return make(
-        SweepSummary,
+    return SweepSummary(
         hardware=hw.name,
         input_len=w.input_len,
         output_len=w.output_len,
         ridge_point=ridge,
         bytes_per_weight=DTYPE_BYTES[w.w_dtype],
         ridge_batch=ridge * DTYPE_BYTES[w.w_dtype] / 2,
-        knee_batch=next((p.batch for p in series if p.decode_bound == "compute"), None),
-        weights_knee_batch=next((p.batch for p in series if p.weights_bound == "compute"), None),
+        knee_batch=next((p.batch for p in series if p.decode_bound is Bound.COMPUTE), None),
+        weights_knee_batch=next(
+            (p.batch for p in series if p.weights_bound is Bound.COMPUTE), None
+        ),
         max_batch=last.memory.max_batch,
         best_batch=best.batch if best else None,
         best_tokens_per_s=best.output_tokens_per_s if best else None,
         largest_swept_batch=series[-1].batch,
         decode_context_len=context,
-        kv_bytes_per_sequence=kv_bytes_per_sequence(m, context, DTYPE_BYTES[w.cache_dtype], w.tp),
+        kv_bytes_per_sequence=kv_bytes_per_sequence(plan, context),
     )

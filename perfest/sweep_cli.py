@@ -28,7 +28,7 @@ from perfest.sweep import SweepPoint, SweepResult, SweepSummary, parse_axis
 #: Sweeps this long show a progress bar (on a terminal only).
 PROGRESS_MIN_POINTS = 50
 AXES = {"batch": "--batch", "input_len": "--input-len", "output_len": "--output-len"}
-CSV_COLUMNS = tuple(SweepPoint.model_fields)
+CSV_COLUMNS = tuple(SweepPoint.__dataclass_fields__)
 
 
 def _plot_path(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:

@@ -5,21 +5,27 @@ from __future__ import annotations
 import pytest
 
 import perfest
-from perfest.estimate import make_pass, make_workload
-from perfest.layers import forward
+from perfest.graph import build_graph
+from perfest.layers import Ctx
+from perfest.ops import Group
+from perfest.specs import Workload
 
 
-def matmul_flops(model, name_prefix, **pass_fields):
-    w = make_workload(batch=pass_fields.pop("b"), input_len=pass_fields["s"])
-    p = make_pass(w, **pass_fields)
-    return sum(op.matmul_flops for op in forward(model, p) if op.name.startswith(name_prefix))
+def matmul_flops(model, group, **point):
+    """Matrix-product FLOPs of `group`'s ops in one pass at `point`, from the op definitions."""
+    graph = build_graph(Ctx.of(model, Workload()))
+    return sum(
+        op.gemm.flops.value(point) * seg.count
+        for seg, op in graph.ops()
+        if op.gemm is not None and op.group is group
+    )
 
 
 @pytest.mark.parametrize("b, s", [(1, 1), (2, 7), (4, 128)])
 def test_classic_ffn_is_16_b_s_h2(classic, b, s):
     # up [b·s, h] @ [h, 4h] and down [b·s, 4h] @ [4h, h]: 2·b·s·h·4h twice = 16·b·s·h², per layer
     h, L = classic.h, classic.L
-    assert matmul_flops(classic, "mlp_", b=b, s=s, t=s, s_logits=s) == 16 * b * s * h * h * L
+    assert matmul_flops(classic, Group.MLP, b=b, s=s, t=s, s_logits=s) == 16 * b * s * h * h * L
 
 
 @pytest.mark.parametrize("name", ["gpt2", "gpt2-xl", "gpt3-175b"])

@@ -1,14 +1,18 @@
-"""Time model cases worked by hand on a round-number device (100 TFLOP/s, 1 TB/s)."""
+"""Time model cases worked by hand on a round-number device (100 TFLOP/s, 1 TB/s), each op
+timed alone through the compiled plan (perfest.plan.time_op)."""
 
 from __future__ import annotations
 
 import pytest
 
-from perfest.cost import Cost, Gemm, collective, matmul, vector
-from perfest.roofline import Rates, padded_flops, tile_m, time_op
+from perfest.ops import Axis, CollectiveKind, Group, Role, Tensor, collective, elementwise, matmul
+from perfest.plan import Point, time_op
+from perfest.roofline import Bound, Rates, rates, tile_m
+from perfest.sharding import Link
+from perfest.symbols import expr
 
 
-def rates(**over) -> Rates:
+def make_rates(**over) -> Rates:
     base = dict(
         matmul_flops=100e12,
         attention_flops=100e12,
@@ -17,46 +21,60 @@ def rates(**over) -> Rates:
         compute_eff=1.0,
         memory_eff=1.0,
         launch_s=0.0,
-        link_bandwidth=100e9,
-        link_latency_s=0.0,
         compute_units=1,
     )
     base.update(over)
     return Rates(**base)
 
 
-def test_cost_adds_and_scales():
-    c = Cost(10, 4, 2) + Cost(2, 1, 1)
-    assert (c.flops, c.bytes, c.intensity) == (12, 8, 1.5)
-    assert (3 * c).bytes_written == 9
+def tensor(name, *shape, role=Role.ACTIVATION, size=2.0, dtype="bf16") -> Tensor:
+    return Tensor(name, role, tuple(expr(d) for d in shape), dtype, size)
 
 
-def test_matmul_bytes_and_flops_by_hand():
-    # [128, 64] @ [64, 128] in bf16: 2·128·64·128 = 2,097,152 FLOPs;
-    # read A 128·64·2 = 16,384 B and B 64·128·2 = 16,384 B; write C 128·128·2 = 32,768 B
-    op = matmul("x", "mlp", 128, 64, 128, a_size=2, b_size=2, c_size=2)
-    assert op.cost == Cost(2_097_152, 32_768, 32_768)
+def mm(m, k, n, *, a=2.0, b=2.0, c=2.0, batch=1, b_role=Role.WEIGHT, b_dtype="bf16"):
+    """[m, k] @ [k, n] with numbers for shapes and bytes per element."""
+    return matmul(
+        "x",
+        Group.MLP,
+        tensor("a", m, k, size=a),
+        tensor("w", k, n, role=b_role, size=b, dtype=b_dtype),
+        tensor("c", m, n, size=c),
+        m=m,
+        k=k,
+        n=n,
+        batch=batch,
+    )
 
 
 def test_memory_bound_matmul_time():
-    # 65,536 B at 1 TB/s = 65.536 ns; 2,097,152 FLOPs at 100 TFLOP/s = 20.972 ns → memory-bound;
-    # predicted as the sum (no overlap) 86.508 ns, against the roofline's max 65.536 ns
-    op = matmul("x", "mlp", 128, 64, 128, a_size=2, b_size=2, c_size=2)
-    t = time_op(op, rates())
-    assert t.bound == "memory"
-    assert t.time == pytest.approx(65.536e-9 + 20.97152e-9)
-    assert t.roofline == pytest.approx(65.536e-9)
+    # [128, 64] @ [64, 128] in bf16: 2·128·64·128 = 2,097,152 FLOPs; read A 16,384 B and
+    # B 16,384 B, write C 32,768 B: 65,536 B at 1 TB/s = 65.536 ns; 2,097,152 FLOPs at
+    # 100 TFLOP/s = 20.972 ns → memory-bound; predicted as the sum (no overlap) 86.508 ns,
+    # against the roofline's max 65.536 ns
+    row = time_op(mm(128, 64, 128), make_rates())
+    assert (row.flops, row.bytes_read, row.bytes_written) == (2_097_152, 32_768, 32_768)
+    assert row.bound is Bound.MEMORY
+    assert row.time == pytest.approx(65.536e-9 + 20.97152e-9)
+    assert row.roofline == pytest.approx(65.536e-9)
 
 
 def test_efficiency_and_launch_slow_the_prediction_not_the_bound():
-    op = matmul("x", "mlp", 128, 64, 128, a_size=2, b_size=2, c_size=2)
-    t = time_op(op, rates(memory_eff=0.5, launch_s=1e-6))
-    assert t.time == pytest.approx(2 * 65.536e-9 + 20.97152e-9 + 1e-6)
-    assert t.roofline == pytest.approx(65.536e-9)
+    row = time_op(mm(128, 64, 128), make_rates(memory_eff=0.5, launch_s=1e-6))
+    assert row.time == pytest.approx(2 * 65.536e-9 + 20.97152e-9 + 1e-6)
+    assert row.roofline == pytest.approx(65.536e-9)
+    assert row.bound is Bound.OVERHEAD  # 1 µs of launch against 152 ns of work
+
+
+def test_count_multiplies_every_time():
+    one = time_op(mm(128, 64, 128), make_rates(launch_s=1e-6))
+    three = time_op(mm(128, 64, 128), make_rates(launch_s=1e-6), count=3)
+    assert (three.time, three.overhead, three.flops) == pytest.approx(
+        (3 * one.time, 3 * one.overhead, 3 * one.flops)
+    )
 
 
 def test_tile_rows_follow_m():
-    r = rates()
+    r = make_rates()
     assert [tile_m(m, r) for m in (1, 16, 17, 64, 100, 128, 1000)] == [
         16,
         16,
@@ -69,80 +87,84 @@ def test_tile_rows_follow_m():
 
 
 def test_skinny_gemm_pays_for_padding():
-    # m = 1 runs in a 16-row tile: 16× the useful FLOPs (a decode GEMV on tensor cores)
-    g = Gemm(1, 4096, 4096)
-    assert padded_flops(g, rates()) == 16 * g.flops
+    # m = 1 runs in a 16-row tile: 16× the useful FLOPs (a decode GEMV on tensor cores):
+    # 16·2·4096·4096 = 536,870,912 FLOPs at 100 TFLOP/s = 5.369 µs of compute
+    row = time_op(mm(1, 4096, 4096), make_rates(compute_units=108))
+    assert row.t_compute == pytest.approx(16 * 2 * 4096 * 4096 / 100e12)
 
 
 def test_small_gemm_occupies_a_whole_wave():
     # [128, 256] @ [256, 768]: 6 tiles of 128×128, K = 256 → 1 slice each: 6 pieces on 108
     # units → a whole wave: charged 108 tiles' worth, 2·256·128·128·108 FLOPs
-    g = Gemm(128, 256, 768)
-    assert padded_flops(g, rates(compute_units=108)) == 2.0 * 256 * 128 * 128 * 108
+    row = time_op(mm(128, 256, 768), make_rates(compute_units=108))
+    assert row.t_compute == pytest.approx(2.0 * 256 * 128 * 128 * 108 / 100e12)
 
 
 def test_split_k_fills_the_device():
     # m = 1, k = n = 4096: 32 tiles × 16 K-slices = 512 pieces ≥ 108 units → no idle units
-    g = Gemm(1, 4096, 4096)
-    assert padded_flops(g, rates(compute_units=108)) == 16 * g.flops
+    row = time_op(mm(1, 4096, 4096), make_rates(compute_units=108))
+    assert row.t_compute == pytest.approx(16 * row.matmul_flops / 100e12)
 
 
 def test_no_wave_tail_past_one_wave():
     # 130 tiles on 128 units: stream-K balances the tail, so only tile padding is charged
-    g = Gemm(128, 64, 130 * 128)
-    assert padded_flops(g, rates(compute_units=128)) == g.flops
+    row = time_op(mm(128, 64, 130 * 128), make_rates(compute_units=128))
+    assert row.t_compute == pytest.approx(row.matmul_flops / 100e12)
 
 
 def test_vector_op_on_vector_units():
     # 1e9 elements · 5 FLOPs at 10 TFLOP/s = 0.5 ms; 0 bytes (fused) → compute-bound
-    t = time_op(vector("softmax", "attention", 1e9, 5, read=0, written=0), rates())
-    assert (t.bound, t.time) == ("compute", pytest.approx(0.5e-3))
+    op = elementwise("softmax", Group.ATTENTION, expr(1e9), 5, (), ())
+    row = time_op(op, make_rates())
+    assert (row.bound, row.time) == (Bound.COMPUTE, pytest.approx(0.5e-3))
 
 
 def test_ring_all_reduce_alpha_beta():
     # 8 devices, 16 MB: each device sends 2·7/8·16 MB = 28 MB at 100 GB/s = 280 µs, plus one
     # collective's fixed latency of 12 µs
-    op = collective("ar", "all-reduce", 8, 16e6)
-    t = time_op(op, rates(link_latency_s=12e-6))
-    assert t.bound == "communication"
-    assert t.time == pytest.approx(280e-6 + 12e-6)
-    assert t.roofline == pytest.approx(280e-6)
+    buffer = tensor("x", 16_000_000, size=1.0)
+    op = collective("ar", CollectiveKind.ALL_REDUCE, Axis.TP, 8, buffer)
+    row = time_op(op, make_rates(), links={Axis.TP: Link("node", 100e9, 12e-6)})
+    assert row.bound is Bound.COMMUNICATION
+    assert row.time == pytest.approx(280e-6 + 12e-6)
+    assert row.roofline == pytest.approx(280e-6)
+    assert row.bytes_read == row.bytes_written == pytest.approx(28e6)  # what it sends, receives
 
 
 def test_all_gather_moves_half_of_all_reduce():
-    ar, ag = collective("a", "all-reduce", 4, 1e6), collective("g", "all-gather", 4, 1e6)
-    assert ag.comm.wire_bytes * 2 == ar.comm.wire_bytes == pytest.approx(1.5e6)
+    buffer = tensor("x", 1_000_000, size=1.0)
+    ar = collective("a", CollectiveKind.ALL_REDUCE, Axis.TP, 4, buffer).collective
+    ag = collective("g", CollectiveKind.ALL_GATHER, Axis.TP, 4, buffer).collective
+    assert 2 * ag.wire_bytes.value() == ar.wire_bytes.value() == pytest.approx(1.5e6)
 
 
 def test_weight_only_dequant_costs_compute():
     # 4096·4096 int4 weights, m = 256 → 2 m-tiles; 2 instructions per element per m-tile at
-    # 10 TFLOP/s / 2 = 5e12 instructions/s: 16,777,216·2·2 / 5e12 = 13.4 µs (2 chosen here)
-    op = matmul("w", "mlp", 256, 4096, 4096, a_size=2, b_size=0.5, c_size=2, weight_only=True)
-    plain = time_op(op, rates()).t_compute
-    t = time_op(op, rates(dequant_instructions=2.0)).t_compute
-    assert t - plain == pytest.approx(16_777_216 * 2 * 2 / 5e12)
+    # 10 TFLOP/s / 2 = 5e12 instructions/s: 16,777,216·2·2 / 5e12 = 13.4 µs
+    plain = time_op(mm(256, 4096, 4096), make_rates()).t_compute
+    quant = time_op(mm(256, 4096, 4096, b=0.5, b_dtype="int4"), make_rates()).t_compute
+    assert quant - plain == pytest.approx(16_777_216 * 2 * 2 / 5e12)
 
 
 def cpu_like(**over) -> Rates:
     """Round CPU-like rates: 10 GB/s, no tile padding, 50 ns per GEMV row."""
     base = dict(bandwidth=10e9, tile_m_min=1, tile_m_max=1, tile_n=1, gemv_row_s=50e-9)
-    return rates(**{**base, **over})
+    return make_rates(**{**base, **over})
 
 
 def test_gemv_pays_a_fixed_time_per_output_row():
     # [1, 500] @ [500, 1000] fp32: read 2,000 + 2,000,000 B, write 4,000 B = 2,006,000 B at
     # 10 GB/s = 200.6 µs, plus 1,000 rows · 50 ns = 50 µs → 250.6 µs, plus 1e6 FLOPs: 10 ns
-    op = matmul("x", "mlp", 1, 500, 1000, a_size=4, b_size=4, c_size=4)
-    t = time_op(op, cpu_like())
-    assert (t.bound, t.time) == ("memory", pytest.approx(250.61e-6))
-    assert t.roofline == pytest.approx(200.6e-6)
+    row = time_op(mm(1, 500, 1000, a=4, b=4, c=4), cpu_like())
+    assert (row.bound, row.time) == (Bound.MEMORY, pytest.approx(250.61e-6))
+    assert row.roofline == pytest.approx(200.6e-6)
 
 
 def test_skinny_gemm_streams_at_its_own_efficiency():
     # [4, 500] @ [500, 1000]: read 8,000 + 2,000,000 B, write 16,000 B = 2,024,000 B.
     # GEMV form: 202.4 µs + 50 µs = 252.4 µs; packed GEMM at η 0.5: 2,024,000 / 5e9 = 404.8 µs;
     # plus 4e6 FLOPs: 40 ns
-    op = matmul("x", "mlp", 4, 500, 1000, a_size=4, b_size=4, c_size=4)
+    op = mm(4, 500, 1000, a=4, b=4, c=4)
     assert time_op(op, cpu_like(gemm_memory_eff=0.5)).time == pytest.approx(404.84e-6)
     # η_gemm above η_memory: the GEMV form wins, 252.4 µs — never faster than at m = 1
     assert time_op(op, cpu_like(gemm_memory_eff=1.0)).time == pytest.approx(252.44e-6)
@@ -151,7 +173,7 @@ def test_skinny_gemm_streams_at_its_own_efficiency():
 def test_batched_products_keep_the_plain_memory_term():
     # attention's [1, 64] @ [64, 100] per head, 8 heads: read 8·(256 + 25,600) B, write
     # 8·400 B = 210,048 B at 10 GB/s = 21.0048 µs; no per-row or packed-GEMM term
-    op = matmul("s", "attention", 1, 64, 100, batch=8, a_size=4, b_size=4, c_size=4)
+    op = mm(1, 64, 100, a=4, b=4, c=4, batch=8, b_role=Role.KV_CACHE)
     assert time_op(op, cpu_like(gemm_memory_eff=0.5)).t_memory == pytest.approx(21.0048e-6)
 
 
@@ -161,18 +183,29 @@ def test_weight_streaming_time_grows_with_m(gemm_eff):
     r = cpu_like(matmul_flops=200e9, gemm_memory_eff=gemm_eff)
     times = []
     for m in range(1, 300):
-        t = time_op(matmul("x", "mlp", m, 768, 3072, a_size=4, b_size=4, c_size=4), r)
-        assert t.time >= t.roofline
-        times.append(t.time)
+        row = time_op(mm(m, 768, 3072, a=4, b=4, c=4), r)
+        assert row.time >= row.roofline
+        times.append(row.time)
     assert all(b >= a for a, b in zip(times, times[1:], strict=False))
+
+
+def test_symbolic_op_timed_at_a_point():
+    # the same [b·s, 64] @ [64, 128] product at b·s = 128 equals the numeric one
+    from perfest.symbols import b, s
+
+    a = Tensor("a", Role.ACTIVATION, (b * s, expr(64)), "bf16", 2.0)
+    w = tensor("w", 64, 128, role=Role.WEIGHT)
+    c = Tensor("c", Role.ACTIVATION, (b * s, expr(128)), "bf16", 2.0)
+    op = matmul("x", Group.MLP, a, w, c, m=b * s, k=64, n=128)
+    row = time_op(op, make_rates(), Point(b=4, s=32, t=32, s_logits=1))
+    assert row.time == pytest.approx(time_op(mm(128, 64, 128), make_rates()).time)
 
 
 def test_catalogued_devices_have_no_weight_streaming_terms():
     from perfest.catalog import load_hardware
-    from perfest.estimate import rates as device_rates
     from perfest.specs import Workload
 
-    r = device_rates(load_hardware("h100-sxm"), Workload())
+    r = rates(load_hardware("h100-sxm"), Workload())
     assert (r.gemv_row_s, r.gemm_memory_eff) == (0.0, None)
     assert r.vector_flops == load_hardware("h100-sxm").fp32_tflops * 1e12
 

@@ -1,52 +1,45 @@
-"""The forward pass as a list of ops, one module per layer family.
+"""Layer builders, one module per layer family; each returns the ops of one layer on one device.
 
-`forward(model, p)` returns the ops of one forward pass of shape `p` on one device: the
-embedding once, each block op once with `count = L` (the layers are identical, so one is costed
-and multiplied), then the final norm and the LM head.
+embedding  token (+ position) embedding; final norm and LM head
+attention  projections, RoPE, KV-cache write, scores, softmax, ·V, output
+mlp        classic or gated MLP
+norm       LayerNorm, RMSNorm
+residual   tensor-parallel all-reduce and residual add that end a sub-block
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
-from perfest.cost import Op
 from perfest.layers.attention import attention_ops
-from perfest.layers.embedding import embedding_ops, head_ops
+from perfest.layers.context import Ctx
 from perfest.layers.mlp import mlp_ops
 from perfest.layers.norm import norm_op
-from perfest.layers.pass_shape import Pass
 from perfest.layers.residual import block_output_ops
-from perfest.specs import ModelConfig
+from perfest.ops import Op
+from perfest.symbols import b, s
 
-__all__ = ["Pass", "forward", "block_ops"]
+__all__ = ["Ctx", "decoder_block"]
 
 
-def block_ops(model: ModelConfig, p: Pass) -> list[Op]:
+def decoder_block(ctx: Ctx) -> list[Op]:
     """One decoder block. Sequential: x + attn(norm(x)), then x + mlp(norm(x)).
     Parallel (GPT-J, Falcon-7B): x + attn(norm(x)) + mlp(norm(x)) with one shared norm."""
-    if model.parallel_block:
+    rows = (b * s, ctx.h)
+    x = ctx.act("x", *rows)  # the residual stream
+    attn_in, attn_out = ctx.act("attn.in", *rows), ctx.act("attn.y", *rows)
+    mlp_out = ctx.act("mlp.y", *rows)
+    if ctx.model.parallel_block:
         return [
-            norm_op("attn_norm", model, p),
-            *attention_ops(model, p),
-            *mlp_ops(model, p),
-            *block_output_ops("block", model, p, branches=2),
+            norm_op("attn_norm", ctx, x, attn_in),
+            *attention_ops(ctx, attn_in, attn_out),
+            *mlp_ops(ctx, attn_in, mlp_out),
+            *block_output_ops("block", ctx, x, (attn_out, mlp_out)),
         ]
+    mlp_in = ctx.act("mlp.in", *rows)
     return [
-        norm_op("attn_norm", model, p),
-        *attention_ops(model, p),
-        *block_output_ops("attn", model, p, branches=1),
-        norm_op("mlp_norm", model, p),
-        *mlp_ops(model, p),
-        *block_output_ops("mlp", model, p, branches=1),
+        norm_op("attn_norm", ctx, x, attn_in),
+        *attention_ops(ctx, attn_in, attn_out),
+        *block_output_ops("attn", ctx, x, (attn_out,)),
+        norm_op("mlp_norm", ctx, x, mlp_in),
+        *mlp_ops(ctx, mlp_in, mlp_out),
+        *block_output_ops("mlp", ctx, x, (mlp_out,)),
     ]
-
-
-@lru_cache(maxsize=4096)
-def forward(model: ModelConfig, p: Pass) -> tuple[Op, ...]:
-    """All ops of one forward pass, block ops carrying count = L (a pure function, cached)."""
-    block = block_ops(model, p)
-    for op in block:
-        # Set on ops this call just made and nobody else holds: the same as op.times(L),
-        # without a second object per op (this is the estimator's innermost loop).
-        object.__setattr__(op, "count", model.L)
-    return (*embedding_ops(model, p), *block, *head_ops(model, p))

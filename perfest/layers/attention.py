@@ -1,6 +1,6 @@
 """Self-attention: Q/K/V projections, RoPE, the KV-cache write, scores, softmax, ·V, output.
 
-Per device under tensor parallelism n_h and n_kv below are the device's shares.
+Under tensor parallelism n_h and n_kv below are the device's shares (perfest.sharding).
 
     qkv_proj     [b·s, h] @ [h, (n_h + 2·n_kv)·d]   2·b·s·h·(n_h + 2·n_kv)·d
     attn_scores  [s, d] @ [d, t], b·n_h times       2·b·n_h·s·t·d
@@ -16,13 +16,15 @@ the prefill FLOPs: 7 % at s = h, 2 % at s = h/4.
 With `flash` (the default: FlashAttention-style fused kernels, what serving engines run), the
 s×t scores and probabilities stay on chip: one kernel reads Q, K, V and writes the output.
 Without it (eager), scores and probabilities round-trip through memory in three kernels.
+Grouped-query attention: each k/v head serves n_h/n_kv query heads, so K and V are read once
+per kv head (b·n_kv distinct operands) while the products run b·n_h times.
 """
 
 from __future__ import annotations
 
-from perfest.cost import Op, matmul, vector
-from perfest.layers.pass_shape import Pass
-from perfest.specs import ModelConfig
+from perfest.layers.context import Ctx
+from perfest.ops import Group, Op, Tensor, elementwise, matmul, read
+from perfest.symbols import b, mul, s, t
 
 #: RoPE: x·cos + rotate(x)·sin → 2 multiplies and 1 add per rotated element.
 ROPE_FLOPS_PER_ELEMENT = 3
@@ -30,114 +32,118 @@ ROPE_FLOPS_PER_ELEMENT = 3
 SOFTMAX_FLOPS_PER_ELEMENT = 5
 
 
-def attention_ops(model: ModelConfig, p: Pass) -> list[Op]:
-    b, s, h, d = p.b, p.s, model.h, model.d
-    n_h, n_kv = p.n_h(model), p.n_kv(model)
+def attention_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
+    """x [b·s, h] (normed) → y [b·s, h], this pass's keys and values appended to the cache."""
+    m = ctx.model
+    h, d, n_h, n_kv = ctx.h, ctx.d, ctx.n_h, ctx.n_kv
+    width = (n_h + 2 * n_kv) * d
+    qkv = ctx.act("qkv", b * s, width)
     ops = [
         # [b·s, h] @ [h, (n_h + 2·n_kv)·d] → q, k, v
         matmul(
             "qkv_proj",
-            "attention",
-            b * s,
-            h,
-            (n_h + 2 * n_kv) * d,
-            a_size=p.act,
-            b_size=p.w,
-            c_size=p.act,
-            bias=model.qkv_bias,
-            weight_only=p.weight_only,
+            Group.ATTENTION,
+            x,
+            ctx.weight("attn.w_qkv", h, width),
+            qkv,
+            m=b * s,
+            k=h,
+            n=width,
+            bias=ctx.bias("attn.b_qkv", width) if m.qkv_bias else None,
         ),
     ]
-    if model.rope_dim:
-        rotated = b * s * (n_h + n_kv) * model.rope_dim  # q and k, rope_dim dims per head
+    if m.rope_dim:
+        rotated = b * s * (n_h + n_kv) * ctx.d_rope  # q and k, d_rope dims per head
+        cos_sin = ctx.table("rope.cos_sin", s, ctx.d_rope)
         ops.append(
-            vector(
+            elementwise(
                 "rope",
-                "attention",
+                Group.ATTENTION,
                 rotated,
                 ROPE_FLOPS_PER_ELEMENT,
-                read=rotated * p.act + s * model.rope_dim * p.act,  # x, cos/sin table
-                written=rotated * p.act,
+                reads=(read(qkv, rotated), read(cos_sin)),  # x, cos/sin table [s, d_rope]
+                writes=(read(qkv, rotated),),
             )
         )
+    cache = ctx.kv_cache("attn.kv_cache", b, t, 2 * n_kv * d)  # K and V of t tokens
     kv_new = b * s * 2 * n_kv * d  # this pass's k and v, appended to the cache
     ops.append(
-        vector("kv_cache_write", "attention", kv_new, 0, read=kv_new * p.act, written=kv_new * p.kv)
+        elementwise(
+            "kv_cache_write",
+            Group.ATTENTION,
+            kv_new,
+            0,
+            reads=(read(qkv, kv_new),),
+            writes=(read(cache, kv_new),),
+        )
     )
-    ops += _core(model, p, n_h, n_kv)
+    out = ctx.act("attn.out", b * s, n_h * d)
+    ops += _core(ctx, qkv, cache, out)
     # [b·s, n_h·d] @ [n_h·d, h]
     ops.append(
         matmul(
             "out_proj",
-            "attention",
-            b * s,
-            n_h * d,
-            h,
-            a_size=p.act,
-            b_size=p.w,
-            c_size=p.act,
-            bias=model.out_bias,
-            weight_only=p.weight_only,
+            Group.ATTENTION,
+            out,
+            ctx.weight("attn.w_out", n_h * d, h),
+            y,
+            m=b * s,
+            k=n_h * d,
+            n=h,
+            bias=ctx.bias("attn.b_out", h) if m.out_bias else None,  # replicated
         )
     )
     return ops
 
 
-def _core(model: ModelConfig, p: Pass, n_h: int, n_kv: int) -> list[Op]:
-    """softmax(q·kᵀ/√d)·v. Grouped-query: each k/v head serves n_h/n_kv query heads, so K and
-    V are read once per kv head (b_batch = b·n_kv) while the products run b·n_h times."""
-    b, s, t, d = p.b, p.s, p.t, model.d
-    eager = not p.flash
-    scores = b * n_h * s * t
+def _core(ctx: Ctx, q: Tensor, cache: Tensor, out: Tensor) -> list[Op]:
+    """softmax(q·kᵀ/√d)·v over the cache's t keys."""
+    d, n_h, n_kv = ctx.d, ctx.n_h, ctx.n_kv
+    eager = not ctx.flash
+    scores = ctx.act("attn.scores", b * n_h, s, t)  # [b·n_h, s, t], on chip with flash
+    n_scores = b * n_h * s * t
     return [
         # [s, d] @ [d, t] per (sequence, head): q·kᵀ
         matmul(
             "attn_scores",
-            "attention",
-            s,
-            d,
-            t,
+            Group.ATTENTION,
+            q,
+            cache,
+            scores,
+            m=s,
+            k=d,
+            n=t,
             batch=b * n_h,
             b_batch=b * n_kv,
-            a_size=p.act,
-            b_size=p.kv,
-            c_size=p.act,
             write_c=eager,
-            activation_product=True,
         ),
-        vector(
+        elementwise(
             "attn_softmax",
-            "attention",
-            scores,
+            Group.ATTENTION,
+            n_scores,
             SOFTMAX_FLOPS_PER_ELEMENT,
-            read=scores * p.act if eager else 0.0,
-            written=scores * p.act if eager else 0.0,
+            reads=(read(scores, n_scores),) if eager else (),
+            writes=(read(scores, n_scores),) if eager else (),
             kernels=1 if eager else 0,
         ),
         # [s, t] @ [t, d] per (sequence, head): probabilities · v
         matmul(
             "attn_values",
-            "attention",
-            s,
-            t,
-            d,
+            Group.ATTENTION,
+            scores,
+            cache,
+            out,
+            m=s,
+            k=t,
+            n=d,
             batch=b * n_h,
             b_batch=b * n_kv,
-            a_size=p.act,
-            b_size=p.kv,
-            c_size=p.act,
             read_a=eager,
-            activation_product=True,
             kernels=1 if eager else 0,
         ),
     ]
 
 
-def attention_params(model: ModelConfig) -> int:
-    """h·(n_h + 2·n_kv)·d for Q, K, V, n_h·d·h for the output, plus any biases."""
-    qkv = model.h * (model.q_dim + 2 * model.kv_dim)
-    out = model.q_dim * model.h
-    bias = (model.q_dim + 2 * model.kv_dim if model.qkv_bias else 0) + (
-        model.h if model.out_bias else 0
-    )
-    return qkv + out + bias
+def kv_elements_per_token(ctx: Ctx) -> int:
+    """K and V elements one token adds to one layer's cache on this device: 2·n_kv·d."""
+    return mul(2, ctx.n_kv, ctx.d).value()

@@ -5,64 +5,79 @@
 
 Under tensor parallelism both tables are split over the vocabulary (Megatron's
 VocabParallelEmbedding): the embedding output is all-reduced and the logits all-gathered.
+Learned position embeddings are replicated.
 """
 
 from __future__ import annotations
 
-from perfest.cost import Op, collective, matmul, vector
-from perfest.layers.norm import norm_op, norm_params
-from perfest.layers.pass_shape import Pass
-from perfest.specs import ModelConfig
+from perfest.layers.context import TOKEN_ID_BYTES, Ctx
+from perfest.layers.norm import norm_op
+from perfest.ops import (
+    Axis,
+    CollectiveKind,
+    Group,
+    Op,
+    Tensor,
+    collective,
+    elementwise,
+    matmul,
+    read,
+)
+from perfest.symbols import Sym, b, s, s_logits
 
 
-def embedding_ops(model: ModelConfig, p: Pass) -> list[Op]:
-    n = p.b * p.s * model.h  # elements of the [b·s, h] output
-    tables = 2 if model.position == "learned" else 1
+def token_table(ctx: Ctx) -> Tensor:
+    """The [V, h] token embedding (V split under tensor parallelism); the LM head's weight too
+    when the model ties them."""
+    return ctx.param("embed.tokens", ctx.V, ctx.h)
+
+
+def embedding_ops(ctx: Ctx, tokens: Tensor, x: Tensor) -> list[Op]:
+    n = b * s * ctx.h  # elements of the [b·s, h] output
+    ids = ctx.table("embed.token_ids", b, s, itemsize=TOKEN_ID_BYTES)
+    reads = [read(tokens, n), read(ids)]  # b·s rows of the table, the token ids
+    learned = ctx.model.position == "learned"
+    if learned:
+        positions = ctx.param("embed.positions", ctx.model.max_position_embeddings, ctx.h)
+        reads.insert(1, read(positions, n))
+    # one add per element for positions
     ops = [
-        vector(
-            "embed",
-            "embedding",
-            n,
-            tables - 1,  # one add per element for positions
-            read=n * p.emb * tables + p.b * p.s * 8,  # table rows, int64 token ids
-            written=n * p.act,
-        ),
+        elementwise("embed", Group.EMBEDDING, n, 1 if learned else 0, tuple(reads), (read(x, n),))
     ]
-    if p.tp > 1:
-        ops.append(collective("embed_allreduce", "all-reduce", p.tp, n * p.act))
+    if ctx.shard.split:  # each device looked up its vocabulary range: sum the partial rows
+        ops.append(
+            collective("embed_allreduce", CollectiveKind.ALL_REDUCE, Axis.TP, ctx.shard.tp, x)
+        )
     return ops
 
 
-def head_ops(model: ModelConfig, p: Pass) -> list[Op]:
+def head_ops(ctx: Ctx, tokens: Tensor, x: Tensor) -> list[Op]:
     """Final norm over all b·s positions, then the LM head over b·s_logits of them."""
-    rows = p.b * p.s_logits
+    m = ctx.model
+    rows = b * s_logits
+    normed = ctx.act("final_norm.out", b * s, ctx.h)
+    weight = tokens if m.tied_embeddings else ctx.param("lm_head.weight", ctx.h, ctx.V)
+    logits = ctx.act("logits", rows, ctx.V)
     ops = [
-        norm_op("final_norm", model, p),
+        norm_op("final_norm", ctx, x, normed),
         # [b·s_logits, h] @ [h, V]
         matmul(
             "lm_head",
-            "lm_head",
-            rows,
-            model.h,
-            p.V(model),
-            a_size=p.act,
-            b_size=p.emb,
-            c_size=p.act,
-            bias=model.lm_head_bias,
+            Group.LM_HEAD,
+            normed,
+            weight,
+            logits,
+            m=rows,
+            k=ctx.h,
+            n=ctx.V,
+            bias=ctx.bias("lm_head.bias", ctx.V) if m.lm_head_bias else None,
         ),
     ]
-    if p.tp > 1:
-        ops.append(collective("logits_allgather", "all-gather", p.tp, rows * model.V * p.act))
+    if ctx.shard.split:  # every device ends with all V logits
+        gathered = ctx.act("logits.gathered", rows, Sym("V_full", m.V))
+        ops.append(
+            collective(
+                "logits_allgather", CollectiveKind.ALL_GATHER, Axis.TP, ctx.shard.tp, gathered
+            )
+        )
     return ops
-
-
-def embedding_params(model: ModelConfig) -> int:
-    """V·h token table, plus max_pos·h for learned positions."""
-    positions = model.max_position_embeddings * model.h if model.position == "learned" else 0
-    return model.V * model.h + positions
-
-
-def head_params(model: ModelConfig) -> int:
-    """Final norm, plus V·h (and V bias) for an untied LM head."""
-    head = 0 if model.tied_embeddings else model.V * model.h
-    return norm_params(model) + head + (model.V if model.lm_head_bias else 0)

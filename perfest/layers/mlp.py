@@ -4,60 +4,47 @@
              mlp_down  [b·s, i] @ [i, h]    2·b·s·i·h          → 4·b·s·h·i; with i = 4h, 16·b·s·h²
     gated    mlp_gate, mlp_up, mlp_down                        → 6·b·s·h·i
 
+Under tensor parallelism i is the device's share; gate and up are column-parallel (their biases
+split with them), down is row-parallel (its bias replicated, added after the all-reduce).
+
 Activation FLOPs per element (reasoned, not counted by FlopCounterMode): SiLU x·σ(x) = neg, exp,
 add, divide, multiply → 5; GELU (erf or tanh form) ≈ 8; ReLU 1; gating adds 1 multiply.
 """
 
 from __future__ import annotations
 
-from perfest.cost import Op, matmul, vector
-from perfest.layers.pass_shape import Pass
-from perfest.specs import ModelConfig
+from perfest.layers.context import Ctx
+from perfest.ops import Group, Op, Tensor, elementwise, matmul, read
+from perfest.symbols import Expr, b, s
 
 ACTIVATION_FLOPS_PER_ELEMENT = {"silu": 5, "gelu": 8, "gelu_tanh": 8, "relu": 1}
 
 
-def mlp_ops(model: ModelConfig, p: Pass) -> list[Op]:
-    b, s, h = p.b, p.s, model.h
-    i = p.i(model)
-    m = b * s
+def mlp_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
+    """x [b·s, h] (normed) → y [b·s, h]."""
+    m = ctx.model
+    h, i = ctx.h, ctx.i
+    gated = m.mlp == "gated"
 
-    def proj(name: str, k: int, n: int) -> Op:
-        return matmul(
-            name,
-            "mlp",
-            m,
-            k,
-            n,
-            a_size=p.act,
-            b_size=p.w,
-            c_size=p.act,
-            bias=model.mlp_bias,
-            weight_only=p.weight_only,
-        )
+    def proj(name: str, a: Tensor, c: Tensor, k: Expr, n: Expr) -> Op:
+        bias = ctx.bias(f"mlp.{name}.bias", n) if m.mlp_bias else None
+        w = ctx.weight(f"mlp.{name}.weight", k, n)
+        return matmul(name, Group.MLP, a, w, c, m=b * s, k=k, n=n, bias=bias)
 
-    gated = model.mlp == "gated"
-    inner = m * i  # elements of the [b·s, i] intermediate
-    act_flops = ACTIVATION_FLOPS_PER_ELEMENT[model.activation] + (1 if gated else 0)
-    ops = [proj("mlp_gate", h, i)] if gated else []  # [b·s, h] @ [h, i]
+    inner = b * s * i  # elements of the [b·s, i] intermediate
+    gate, up, act = (ctx.act(f"mlp.{n}", b * s, i) for n in ("gate", "up", "act"))
+    act_flops = ACTIVATION_FLOPS_PER_ELEMENT[m.activation] + (1 if gated else 0)
+    ops = [proj("mlp_gate", x, gate, h, i)] if gated else []  # [b·s, h] @ [h, i]
     ops += [
-        proj("mlp_up", h, i),  # [b·s, h] @ [h, i]
-        vector(
+        proj("mlp_up", x, up, h, i),  # [b·s, h] @ [h, i]
+        elementwise(
             "mlp_act",
-            "mlp",
+            Group.MLP,
             inner,
             act_flops,
-            read=inner * p.act * (2 if gated else 1),
-            written=inner * p.act,
+            reads=(read(gate, inner), read(up, inner)) if gated else (read(up, inner),),
+            writes=(read(act, inner),),
         ),
-        proj("mlp_down", i, h),  # [b·s, i] @ [i, h]
+        proj("mlp_down", act, y, i, h),  # [b·s, i] @ [i, h]
     ]
     return ops
-
-
-def mlp_params(model: ModelConfig) -> int:
-    """(3 if gated else 2)·h·i weights, plus biases (gated: 2i + h; classic: i + h)."""
-    h, i = model.h, model.i
-    matrices = 3 if model.mlp == "gated" else 2
-    bias = ((2 if model.mlp == "gated" else 1) * i + h) if model.mlp_bias else 0
-    return matrices * h * i + bias

@@ -3,29 +3,35 @@
 A sequential block does this twice per layer (after attention, after the MLP); a parallel block
 (GPT-J, Falcon-7B) sums both branches first, so it needs one all-reduce and one add of three
 tensors per layer — half the collectives.
+
+    residual   x + Σ branches: `branches` adds per element of [b·s, h]; reads 1 + branches
+               tensors, writes one
 """
 
 from __future__ import annotations
 
-from perfest.cost import Op, collective, vector
-from perfest.layers.pass_shape import Pass
-from perfest.specs import ModelConfig
+from perfest.layers.context import Ctx
+from perfest.ops import Axis, CollectiveKind, Group, Op, Tensor, collective, elementwise, read
+from perfest.symbols import b, s
 
 
-def block_output_ops(prefix: str, model: ModelConfig, p: Pass, branches: int) -> list[Op]:
-    n = p.b * p.s * model.h  # elements of the [b·s, h] residual stream
+def block_output_ops(prefix: str, ctx: Ctx, x: Tensor, branches: tuple[Tensor, ...]) -> list[Op]:
+    n = b * s * ctx.h  # elements of the [b·s, h] residual stream
     ops = []
-    if p.tp > 1:
-        ops.append(collective(f"{prefix}_allreduce", "all-reduce", p.tp, n * p.act))
-    # x + Σ branches: `branches` adds per element, reads 1 + branches tensors, writes one
+    if ctx.shard.split:  # the row-parallel products left partial sums on every device
+        ops.append(
+            collective(
+                f"{prefix}_allreduce", CollectiveKind.ALL_REDUCE, Axis.TP, ctx.shard.tp, branches[0]
+            )
+        )
     ops.append(
-        vector(
+        elementwise(
             f"{prefix}_residual",
-            "residual",
+            Group.RESIDUAL,
             n,
-            branches,
-            read=n * p.act * (1 + branches),
-            written=n * p.act,
+            len(branches),
+            reads=(read(x, n), *(read(branch, n) for branch in branches)),
+            writes=(read(x, n),),
         )
     )
     return ops

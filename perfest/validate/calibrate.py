@@ -198,8 +198,8 @@ def mlp_gemm_rate(device: str, quick: bool, dtype: str, h: int = 1024) -> float:
 def op_overhead(device: str, quick: bool) -> float:
     """Seconds per perfest-counted op of an eager forward pass where no op does real work."""
     torch = require_torch()
-    from perfest.estimate import make_pass
-    from perfest.layers import forward
+    from perfest.graph import build_graph
+    from perfest.layers import Ctx
     from perfest.specs import Workload
     from perfest.validate.reference import build_reference
 
@@ -216,8 +216,8 @@ def op_overhead(device: str, quick: bool) -> float:
 
             with torch.no_grad():
                 seconds = time_call(step, device, repeats=5 if quick else 21, warmup=3)
-            p = make_pass(Workload(batch=1, dtype="fp32"), s, t, 1)
-            kernels = sum(op.kernels * op.count for op in forward(model, p))
+            graph = build_graph(Ctx.of(model, Workload(batch=1, dtype="fp32")))
+            kernels = sum(op.kernels * segment.count for segment, op in graph.ops())
             per_op.append(seconds / kernels)
     return sorted(per_op)[len(per_op) // 2]
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perfest.estimate import make_pass, make_workload
-from perfest.layers import forward
+from perfest.estimate import make_workload
+from perfest.graph import build_graph
+from perfest.layers import Ctx
 from perfest.specs import ModelConfig, Workload
 from perfest.validate import require_torch
 
@@ -61,11 +62,13 @@ class FlopCheck:
 
 
 def perfest_matmul_flops(model: ModelConfig, w: Workload, s: int, t: int, s_logits: int) -> dict:
-    """perfest's matmul FLOPs of one pass, by op name (all layers)."""
+    """perfest's matmul FLOPs of one pass, by op name (all layers), from the op definitions."""
+    env = {"b": w.batch, "s": s, "t": t, "s_logits": s_logits}
     flops: dict[str, int] = {}
-    for op in forward(model, make_pass(w, s, t, s_logits)):
+    for segment, op in build_graph(Ctx.of(model, w)).ops():
         if op.gemm is not None:
-            flops[op.name] = flops.get(op.name, 0) + int(op.matmul_flops)
+            count = int(op.gemm.flops.value(env)) * segment.count
+            flops[op.name] = flops.get(op.name, 0) + count
     return flops
 
 

@@ -11,13 +11,15 @@ scaled: T = T_k + (L − k)/k · T_blocks,k, with the blocks' share of T_k from 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from functools import partial
 
 from perfest.catalog import load_hardware, load_model
 from perfest.errors import UnsupportedError
-from perfest.estimate import decode_context, estimate, make_pass, make_workload
-from perfest.memory import activation_bytes_per_sequence, kv_bytes_per_sequence
+from perfest.estimate import decode_context, estimate, make_workload, prefill_point
+from perfest.graph import build_graph
+from perfest.layers import Ctx
+from perfest.memory import activation_bytes_per_sequence
 from perfest.parameters import block_params, count_parameters
 from perfest.specs import DTYPE_BYTES, HardwareSpec, ModelConfig, Workload
 from perfest.validate import require_torch
@@ -76,11 +78,9 @@ def error_pct(predicted: float, measured: float) -> float:
 def bytes_needed(model: ModelConfig, w: Workload, layers: int) -> float:
     """Memory of the reference timed on `layers` blocks: weights, KV cache, live activations."""
     params = count_parameters(model) - (model.L - layers) * block_params(model)
-    context = decode_context(w)
-    kv = kv_bytes_per_sequence(model, context, DTYPE_BYTES[w.dtype], 1) * layers / model.L
-    s_logits = w.input_len if w.logits == "all" else 1
-    prefill = make_pass(w, w.input_len, w.input_len, s_logits)
-    act = activation_bytes_per_sequence(model, replace(prefill, act=4.0))  # fp32 upper bound
+    ctx = Ctx.of(model, w)
+    kv = build_graph(ctx).kv_bytes_per_token() * decode_context(w) * layers / model.L
+    act = activation_bytes_per_sequence(ctx, prefill_point(w), act=4.0)  # fp32 upper bound
     return params * DTYPE_BYTES[w.dtype] + w.batch * (kv + act)
 
 

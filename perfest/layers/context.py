@@ -1,0 +1,127 @@
+"""What every layer builder needs: the model, its per-device widths as symbols, and dtypes.
+
+A layer builder is a pure function of a `Ctx`; it returns ops written in the free symbols of a
+pass (b, s, t, s_logits: perfest.symbols) and the model's sizes as valued symbols, so one
+definition serves every batch and length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perfest.ops import Role, Tensor
+from perfest.sharding import Layout, Shard, shard
+from perfest.specs import DTYPE_BYTES, SCALE_BYTES_PER_WEIGHT, ModelConfig, Workload
+from perfest.symbols import Expr, Sym, expr
+
+#: Bytes per element of a token id (int64, as PyTorch embeds them).
+TOKEN_ID_BYTES = 8.0
+
+
+@dataclass(frozen=True, slots=True)
+class Dtypes:
+    """Storage dtypes and bytes per element: `act` activations, `weight` the blocks' matmul
+    weights (quantization scales included), `emb` embeddings, norms and LM head (kept in the
+    activation dtype under weight-only quantization, as AWQ/GPTQ checkpoints do), `kv` the
+    KV cache."""
+
+    act: str
+    weight: str
+    emb: str
+    kv: str
+    act_size: float
+    weight_size: float
+    emb_size: float
+    kv_size: float
+
+    @classmethod
+    def of(cls, w: Workload) -> Dtypes:
+        act = DTYPE_BYTES[w.dtype]
+        weight = DTYPE_BYTES[w.w_dtype]
+        if w.weight_only:
+            weight += SCALE_BYTES_PER_WEIGHT.get(w.w_dtype, 0.0)
+        emb_dtype = w.dtype if w.weight_only else w.w_dtype
+        return cls(
+            act=w.dtype,
+            weight=w.w_dtype,
+            emb=emb_dtype,
+            kv=w.cache_dtype,
+            act_size=act,
+            weight_size=weight,
+            emb_size=DTYPE_BYTES[emb_dtype],
+            kv_size=DTYPE_BYTES[w.cache_dtype],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """A model on one device: sizes as symbols (per-device widths from the shard), tensor
+    factories at the right dtype, and the attention kernel (flash or eager)."""
+
+    model: ModelConfig
+    shard: Shard
+    dt: Dtypes
+    flash: bool = True
+
+    @classmethod
+    def of(cls, model: ModelConfig, w: Workload) -> Ctx:
+        return cls(model, shard(model, Layout(tp=w.tp)), Dtypes.of(w), w.attention == "flash")
+
+    # Sizes (symbols with their per-device values).
+    @property
+    def h(self) -> Sym:
+        return Sym("h", self.model.h)
+
+    @property
+    def d(self) -> Sym:
+        return Sym("d", self.model.d)
+
+    @property
+    def n_h(self) -> Sym:
+        return Sym("n_h", self.shard.n_h)
+
+    @property
+    def n_kv(self) -> Sym:
+        return Sym("n_kv", self.shard.n_kv)
+
+    @property
+    def i(self) -> Sym:
+        return Sym("i", self.shard.i)
+
+    @property
+    def V(self) -> Sym:
+        return Sym("V", self.shard.V)
+
+    @property
+    def d_rope(self) -> Sym:
+        return Sym("d_rope", self.model.rope_dim)
+
+    # Tensors.
+    def act(self, name: str, *shape: Expr | int) -> Tensor:
+        """An activation in the compute dtype."""
+        return Tensor(name, Role.ACTIVATION, _shape(shape), self.dt.act, self.dt.act_size)
+
+    def weight(self, name: str, *shape: Expr | int) -> Tensor:
+        """A block matmul weight, in the weight dtype (quantized under weight-only)."""
+        return Tensor(name, Role.WEIGHT, _shape(shape), self.dt.weight, self.dt.weight_size)
+
+    def param(self, name: str, *shape: Expr | int) -> Tensor:
+        """Embeddings, norms and the LM head: never quantized below the activation dtype."""
+        return Tensor(name, Role.WEIGHT, _shape(shape), self.dt.emb, self.dt.emb_size)
+
+    def bias(self, name: str, *shape: Expr | int) -> Tensor:
+        """A bias, added in the matmul's epilogue in the activation dtype."""
+        return Tensor(name, Role.WEIGHT, _shape(shape), self.dt.act, self.dt.act_size)
+
+    def kv_cache(self, name: str, *shape: Expr | int) -> Tensor:
+        return Tensor(name, Role.KV_CACHE, _shape(shape), self.dt.kv, self.dt.kv_size)
+
+    def table(self, name: str, *shape: Expr | int, itemsize: float | None = None) -> Tensor:
+        """An input that is neither weight nor activation: token ids, RoPE's cos/sin table."""
+        size = self.dt.act_size if itemsize is None else itemsize
+        dtype = self.dt.act if itemsize is None else "int64"
+        return Tensor(name, Role.INPUT, _shape(shape), dtype, size)
+
+
+def _shape(shape: tuple) -> tuple[Expr, ...]:
+    return tuple(expr(dim) for dim in shape)

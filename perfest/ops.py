@@ -1,0 +1,251 @@
+"""Ops with operands: what each kernel reads, writes and computes, in symbols.
+
+A FLOP is one multiply or one add, so a multiply-accumulate is 2 FLOPs and the product of an
+[m, k] and a [k, n] matrix costs 2·m·k·n FLOPs. Bytes are what a kernel must move to and from
+device memory (DRAM/HBM), each tensor at its own element size; caches are assumed to hold
+nothing between kernels.
+
+An `Op` names the tensors it touches, each with a role (a weight, an activation, the KV cache,
+…), a shape, a dtype and its bytes per element, and how many elements of each it reads and
+writes (`Access`). Its FLOPs and bytes are derived from those, never stated twice. Every
+size is an expression (perfest.symbols) over the pass's free symbols b, s, t, s_logits, so
+the same definition gives the plan its numbers and `explain` its formulas. Three builders make
+every op: `matmul` (the one matrix-product primitive), `elementwise`, `collective`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from perfest.enums import StrEnum
+from perfest.symbols import ONE, ZERO, Expr, expr, mul, total
+
+
+class Role(StrEnum):
+    """What a tensor is, which decides where its bytes are counted and how it is trained."""
+
+    WEIGHT = "weight"  # parameters: resident for the whole run, counted once in memory
+    ACTIVATION = "activation"  # produced and consumed within a pass
+    KV_CACHE = "kv_cache"  # keys and values kept across decode steps
+    INPUT = "input"  # token ids and position tables: neither weights nor activations
+    GRADIENT = "gradient"
+    OPTIMIZER_STATE = "optimizer_state"
+
+
+class Group(StrEnum):
+    """The part of the model an op belongs to (rows, validation and plots group by it)."""
+
+    EMBEDDING = "embedding"
+    NORM = "norm"
+    ATTENTION = "attention"
+    MLP = "mlp"
+    RESIDUAL = "residual"
+    LM_HEAD = "lm_head"
+    COMM = "comm"
+
+
+class Kind(StrEnum):
+    """How an op runs: matrix units, vector units, pure data movement, or the network."""
+
+    MATMUL = "matmul"
+    VECTOR = "vector"
+    MEMORY = "memory"
+    COMM = "comm"
+
+
+class CollectiveKind(StrEnum):
+    ALL_REDUCE = "all-reduce"
+    ALL_GATHER = "all-gather"
+    REDUCE_SCATTER = "reduce-scatter"
+
+
+class Axis(StrEnum):
+    """The parallel dimension a collective runs over; the network decides its link."""
+
+    TP = "tp"
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """A tensor on one device: its role, shape (symbols), storage dtype and bytes per element
+    (quantization scales included). Two ops that name the same Tensor share it (a tied
+    embedding and LM head)."""
+
+    name: str
+    role: Role
+    shape: tuple[Expr, ...]
+    dtype: str
+    itemsize: float
+
+    @property
+    def elements(self) -> Expr:
+        return mul(*self.shape)
+
+    @property
+    def nbytes(self) -> Expr:
+        return mul(self.elements, self.itemsize)
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """`elements` of `tensor` moved by one op (all of it unless a part is gathered)."""
+
+    tensor: Tensor
+    elements: Expr
+
+    @property
+    def nbytes(self) -> Expr:
+        return mul(self.elements, self.tensor.itemsize)
+
+
+@dataclass(frozen=True, slots=True)
+class Gemm:
+    """[m, k] @ [k, n] → [m, n], `batch` times; `a`, `b`, `c` are the operands (for deriving
+    the backward products). b_batch < batch when several products share one B (grouped-query
+    attention; a weight shared by the batch is a single product)."""
+
+    m: Expr
+    k: Expr
+    n: Expr
+    batch: Expr
+    a: Tensor
+    b: Tensor
+    c: Tensor
+
+    @property
+    def flops(self) -> Expr:
+        return mul(2, self.m, self.k, self.n, self.batch)
+
+
+@dataclass(frozen=True, slots=True)
+class Collective:
+    """A ring collective among `peers` devices of a parallel `axis`, over a message of
+    `message` bytes per device. Wire bytes each device sends: all-reduce 2(N−1)/N of the
+    message (2(N−1) steps), all-gather and reduce-scatter (N−1)/N (N−1 steps)."""
+
+    kind: CollectiveKind
+    axis: Axis
+    peers: int
+    message: Expr
+
+    @property
+    def steps(self) -> int:
+        n = self.peers
+        return 2 * (n - 1) if self.kind is CollectiveKind.ALL_REDUCE else n - 1
+
+    @property
+    def wire_bytes(self) -> Expr:
+        return mul(self.message, self.steps / self.peers)
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """One kernel-sized step of a pass (per instance; a segment repeats it per layer)."""
+
+    name: str
+    group: Group
+    kind: Kind
+    flops: Expr
+    reads: tuple[Access, ...] = ()
+    writes: tuple[Access, ...] = ()
+    gemm: Gemm | None = None
+    collective: Collective | None = None
+    kernels: int = 1  # launches per instance (0 when fused into a neighbour)
+    dequant: Expr = ZERO  # weight elements a weight-only kernel unpacks per m-tile
+
+    @property
+    def bytes_read(self) -> Expr:
+        return total(access.nbytes for access in self.reads)
+
+    @property
+    def bytes_written(self) -> Expr:
+        return total(access.nbytes for access in self.writes)
+
+    @property
+    def weights(self) -> tuple[Tensor, ...]:
+        """The weight tensors this op reads."""
+        return tuple(a.tensor for a in self.reads if a.tensor.role is Role.WEIGHT)
+
+    @property
+    def activation_product(self) -> bool:
+        """A matrix product of two activations (attention's q·kᵀ and p·v): no weight operand,
+        so W8A8 formats, which quantize weights and activations of linear layers, do not apply."""
+        return self.gemm is not None and self.gemm.b.role is not Role.WEIGHT
+
+
+def matmul(
+    name: str,
+    group: Group,
+    a: Tensor,
+    b: Tensor,
+    c: Tensor,
+    *,
+    m: Expr | int,
+    k: Expr | int,
+    n: Expr | int,
+    batch: Expr | int = ONE,
+    b_batch: Expr | int | None = None,
+    read_a: bool = True,
+    write_c: bool = True,
+    bias: Tensor | None = None,
+    kernels: int = 1,
+) -> Op:
+    """[m, k] @ [k, n] → [m, n], `batch` times: 2·m·k·n·batch FLOPs (+ m·n·batch for a bias).
+
+    Bytes: A read once (m·k·batch), B read once per distinct B (k·n·b_batch), the bias (n),
+    C written once (m·n·batch). `read_a=False` / `write_c=False` mark an operand that stays on
+    chip in a fused kernel. A weight B stored narrower than A (int4/int8/fp8 weights with
+    16-bit activations: weight-only quantization) is unpacked in the kernel: `dequant` counts
+    its k·n·b_batch elements, once per m-tile (perfest.roofline).
+    """
+    m, k, n, batch = expr(m), expr(k), expr(n), expr(batch)
+    b_batch = batch if b_batch is None else expr(b_batch)
+    gemm = Gemm(m, k, n, batch, a, b, c)
+    flops = gemm.flops + (mul(m, n, batch) if bias is not None else ZERO)
+    reads = [Access(a, mul(m, k, batch))] if read_a else []
+    reads.append(Access(b, mul(k, n, b_batch)))
+    if bias is not None:
+        reads.append(Access(bias, n))
+    writes = (Access(c, mul(m, n, batch)),) if write_c else ()
+    weight_only = b.role is Role.WEIGHT and b.itemsize < a.itemsize
+    return Op(
+        name,
+        group,
+        Kind.MATMUL,
+        flops,
+        tuple(reads),
+        writes,
+        gemm=gemm,
+        kernels=kernels,
+        dequant=mul(k, n, b_batch) if weight_only else ZERO,
+    )
+
+
+def elementwise(
+    name: str,
+    group: Group,
+    elements: Expr,
+    flops_per_element: float,
+    reads: tuple[Access, ...],
+    writes: tuple[Access, ...],
+    *,
+    kernels: int = 1,
+) -> Op:
+    """An element-wise or reduction kernel over `elements` values, run on the vector units
+    (a pure data movement when it does no arithmetic)."""
+    kind = Kind.VECTOR if flops_per_element else Kind.MEMORY
+    return Op(name, group, kind, mul(elements, flops_per_element), reads, writes, kernels=kernels)
+
+
+def collective(name: str, kind: CollectiveKind, axis: Axis, peers: int, buffer: Tensor) -> Op:
+    """A ring collective over `buffer` on each of `peers` devices. Each device reads what it
+    sends and writes what it receives: the wire bytes both ways. The reduction's adds overlap
+    the transfer and are not counted."""
+    comm = Collective(kind, axis, peers, buffer.nbytes)
+    moved = (Access(buffer, mul(buffer.elements, comm.steps / peers)),)
+    return Op(name, Group.COMM, Kind.COMM, ZERO, moved, moved, collective=comm)
+
+
+def read(tensor: Tensor, elements: Expr | None = None) -> Access:
+    """An access to all of `tensor`, or to `elements` of it."""
+    return Access(tensor, tensor.elements if elements is None else expr(elements))

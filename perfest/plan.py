@@ -1,0 +1,559 @@
+"""The compiled evaluation plan: a graph's ops as arithmetic over the pass's free symbols.
+
+For one (model, device, layout, dtypes) the graph is built once and each op is compiled into a
+term: the coefficients of its FLOPs and bytes as polynomials in b, s, t and s_logits (every
+count is a polynomial: b·s rows, b·n_h·s·t scores, b·t cached keys), with the device's rates
+folded in. Evaluating the plan at a new point (b, s, t, s_logits) is then plain arithmetic over
+the terms — no op objects are built — while the parts of the time model that are not
+polynomial stay exact per term: tile and wave quantization of each matrix product, the weight
+streaming of single products, the bound of each op. The per-op rows (`--layers`, JSON,
+`explain`) come from the same evaluation with a sink that records each term; the totals
+come from the same loop without it, so the two cannot disagree.
+
+Ops repeated with identical per-instance costs (the two norms of a block and the final norm,
+gate and up) are merged into one term for the totals; the rows keep one term per op.
+
+The time model itself, term by term, is documented in perfest.roofline.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from perfest.errors import SpecError
+from perfest.graph import Graph, Segment, build_graph
+from perfest.layers import Ctx
+from perfest.memory import activation_coefficients
+from perfest.ops import Axis, Op
+from perfest.parameters import count_parameters
+from perfest.roofline import (
+    DEQUANT_INSTRUCTIONS_PER_ELEMENT,
+    K_SLICE,
+    Bound,
+    Rates,
+    rates,
+    tile_m,
+)
+from perfest.sharding import Layout, Link, link, shard
+from perfest.specs import HardwareSpec, ModelConfig, Workload
+from perfest.symbols import Monomial, Poly
+
+#: The bounds as module constants: the evaluation loop reads them per op, and a global is
+#: several times faster to read than an enum's class attribute.
+COMPUTE, MEMORY = Bound.COMPUTE, Bound.MEMORY
+COMMUNICATION, OVERHEAD = Bound.COMMUNICATION, Bound.OVERHEAD
+
+#: The kinds of term, each evaluated by its own loop: element-wise ops, linear layers (only
+#: the rows m vary), other matrix products, collectives.
+FAMILIES = ("vector", "linear", "gemm", "comm")
+
+#: The free symbols of a point, in this order.
+SYMBOLS = ("b", "s", "t", "s_logits")
+
+
+class Point(NamedTuple):
+    """Where a pass is evaluated: b sequences adding s tokens each to a context of t, with
+    s_logits positions per sequence reaching the LM head. (A named tuple: built once per pass
+    of every estimate, it must be cheap.)"""
+
+    b: int
+    s: int
+    t: int
+    s_logits: int
+
+
+class Totals(NamedTuple):
+    """A pass summed over its ops (times in seconds, all instances)."""
+
+    flops: float
+    matmul_flops: float
+    bytes: float
+    time_s: float
+    roofline_time_s: float
+    overhead_s: float
+    comm_time_s: float
+    bound: Bound  # the bound holding most of the time
+    weights_bound: Bound  # the same over the matmuls with a weight operand
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One op at one point, over all `count` instances."""
+
+    op: Op
+    segment: str
+    count: int
+    flops: float
+    matmul_flops: float
+    bytes_read: float
+    bytes_written: float
+    t_compute: float
+    t_memory: float
+    t_comm: float
+    overhead: float
+    time: float
+    roofline: float
+    bound: Bound
+
+    @property
+    def bytes(self) -> float:
+        return self.bytes_read + self.bytes_written
+
+
+class _Monomials:
+    """Registry of the monomials a plan evaluates, each built from a shorter one times a symbol
+    (so evaluating all of them costs one multiplication each)."""
+
+    def __init__(self) -> None:
+        self.index: dict[Monomial, int] = {(): 0}
+        self.recipe: list[tuple[int, int]] = []
+
+    def __call__(self, mono: Monomial) -> int:
+        if mono not in self.index:
+            parent = self(mono[:-1])
+            self.recipe.append((parent, SYMBOLS.index(mono[-1])))
+            self.index[mono] = len(self.index)
+        return self.index[mono]
+
+
+def _add(p: Poly, q: Poly) -> Poly:
+    out = dict(p)
+    for mono, c in q.items():
+        out[mono] = out.get(mono, 0) + c
+    return {mono: c for mono, c in out.items() if c}
+
+
+def _pair(f: Poly, y: Poly, monos: _Monomials, op: Op) -> tuple:
+    """Two polynomials on the same two monomials: (i1, i2, f1, f2, y1, y2)."""
+    support = list(dict.fromkeys([*f, *y]))
+    if len(support) > 2:
+        raise NotImplementedError(f"{op.name}: {len(support)} monomials (the plan takes 2)")
+    support += [()] * (2 - len(support))
+    if support[0] == support[1]:  # pad with a zero coefficient on the constant
+        return (monos(support[0]), 0, f.get(support[0], 0), 0, y.get(support[0], 0), 0)
+    (m1, m2) = support
+    return (monos(m1), monos(m2), f.get(m1, 0), f.get(m2, 0), y.get(m1, 0), y.get(m2, 0))
+
+
+def _sparse(poly: Poly, monos: _Monomials, slots: int, what: str, op: Op) -> tuple:
+    """(index, coefficient) pairs of `poly`, padded to `slots` pairs."""
+    if len(poly) > slots:
+        raise NotImplementedError(
+            f"{op.name}: {what} has {len(poly)} monomials (plan takes {slots})"
+        )
+    pairs: list[Any] = []
+    for mono, coef in poly.items():
+        pairs += [monos(mono), coef]
+    return tuple(pairs + [0, 0] * (slots - len(poly)))
+
+
+def _dim(expr, monos: _Monomials, op: Op) -> tuple[int, int]:
+    """A GEMM dimension as (monomial index, integer coefficient)."""
+    poly = expr.poly()
+    (mono, coef), *more = poly.items() if poly else [((), 0)]
+    if more or coef != int(coef):
+        raise NotImplementedError(f"{op.name}: GEMM dimension {expr} is not one whole monomial")
+    return monos(mono), int(coef)
+
+
+class Plan:
+    """A graph compiled against a device's rates; `evaluate(point)` → Totals, `rows(point)`."""
+
+    def __init__(self, graph: Graph, rates: Rates, links: dict, ctx: Ctx | None = None) -> None:
+        self.graph, self.rates, self.ctx = graph, rates, ctx
+        self._monos = _Monomials()
+        ops = list(graph.ops())
+        # rows: one term per op; totals: ops with equal per-instance terms merged
+        self._rows = self._compile(ops, links, merge=False)
+        self._fast = self._compile(ops, links, merge=True)
+        self.recipe = tuple(self._monos.recipe)
+        overhead = 0.0
+        for segment, op in ops:  # launches do not depend on the point
+            overhead += op.kernels * rates.launch_s * segment.count
+        self.overhead_s = overhead
+        self.weight_bytes = graph.weight_bytes()
+        self.kv_bytes_per_token = graph.kv_bytes_per_token()
+        self.parameters = count_parameters(ctx.model) if ctx is not None else 0
+        self.activations = activation_coefficients(ctx) if ctx is not None else (0.0, 0.0, 0.0)
+
+    # -----------------------------------------------------------------------------------------
+    # Compilation: each op's per-instance signature, then one term per distinct signature.
+
+    def _compile(self, ops: list[tuple[Segment, Op]], links: dict, merge: bool) -> tuple:
+        groups: OrderedDict = OrderedDict()
+        for index, (segment, op) in enumerate(ops):
+            family, signature = self._signature(op, links)
+            key = (family, signature) if merge else (family, signature, index)
+            entry = groups.setdefault(key, [0, index])
+            entry[0] += segment.count
+        families: dict[str, list] = {name: [] for name in FAMILIES}
+        for (family, signature, *_), (count, index) in groups.items():
+            families[family].append((*self._term(family, signature, count), index))
+        return tuple(tuple(families[name]) for name in FAMILIES)
+
+    def _signature(self, op: Op, links: dict) -> tuple[str, tuple]:
+        r, monos = self.rates, self._monos
+        overhead = op.kernels * r.launch_s
+        nbytes = _add(op.bytes_read.poly(), op.bytes_written.poly())
+        if op.collective is not None:
+            link: Link = links[op.collective.axis]
+            wire = op.collective.wire_bytes.poly()
+            pair = _pair({m: c / link.bandwidth for m, c in wire.items()}, nbytes, monos, op)
+            return "comm", (pair, link.latency_s, overhead)
+        if op.gemm is None:
+            return "vector", (_pair(op.flops.poly(), nbytes, monos, op), overhead)
+        g = op.gemm
+        dims = tuple(_dim(x, monos, op) for x in (g.m, g.k, g.n, g.batch))
+        bias = _add(op.flops.poly(), {m: -c for m, c in g.flops.poly().items()})
+        peak = r.attention_flops if op.activation_product else r.matmul_flops
+        instructions = DEQUANT_INSTRUCTIONS_PER_ELEMENT.get(g.b.dtype, 0.0)
+        dequant = op.dequant.poly() if instructions else {}
+        rate = instructions / (r.vector_flops / 2)  # an FMA is one instruction, 2 FLOPs
+        weight = not op.activation_product
+        (row_mono,) = g.m.poly()
+        if all(i == 0 for i, _ in dims[1:]) and {*bias, *nbytes, *dequant} <= {(), row_mono}:
+            # Only the rows vary (a linear layer): k, n and batch are numbers, the FLOPs and
+            # bytes are affine in m, and the tile arithmetic can be shared by every product
+            # with the same m.
+            (_, k), (_, n), (_, batch) = dims[1:]
+            linear = (
+                dims[0],
+                (k, n, batch),
+                bias.get(row_mono, 0),
+                (nbytes.get(row_mono, 0), nbytes.get((), 0)),
+                dequant.get((), 0) * rate,
+            )
+            return "linear", (*linear, peak, weight, overhead)
+        extra = _sparse(bias, monos, 1, "bias FLOPs", op)
+        dq = _sparse(dequant, monos, 1, "dequant", op) if dequant else (0, 0)
+        byte_pairs = _sparse(nbytes, monos, 3, "bytes", op)
+        return "gemm", (dims, extra, byte_pairs, dq, rate, peak, weight, overhead)
+
+    def _term(self, family: str, sig: tuple, n: int) -> tuple:
+        """The numbers one evaluation needs, for `n` instances, with the rates folded in."""
+        r = self.rates
+        if family == "comm":
+            (i1, i2, w1, w2, y1, y2), latency, overhead = sig
+            return (i1, i2, w1 * n, w2 * n, y1 * n, y2 * n, latency * n, overhead * n)
+        if family == "vector":
+            (i1, i2, f1, f2, y1, y2), overhead = sig
+            return (i1, i2, f1 * n, f2 * n, y1 * n, y2 * n, overhead * n)
+        streams = r.gemv_row_s > 0 or r.gemm_memory_eff is not None
+        if family == "linear":
+            (im, cm), (k, n_cols, batch), xc, (y1, y0), dq, peak, weight, overhead = sig
+            single = streams and batch == 1  # a single product streams its weights
+            return (
+                im,
+                cm,
+                batch * -(-n_cols // r.tile_n),  # column tiles, all products
+                max(1.0, k / K_SLICE),  # K slices per tile
+                2.0 * k * r.tile_n,  # FLOPs of one tile per tile row
+                2.0 * k * n_cols * batch,  # FLOPs per row m
+                xc,
+                y1,
+                y0,
+                dq * n,
+                n / (peak * r.compute_eff),
+                n / (r.bandwidth * r.memory_eff),
+                n_cols * r.gemv_row_s * n if single else 0.0,
+                n / (r.bandwidth * r.gemm_memory_eff) if single and r.gemm_memory_eff else 0.0,
+                n / peak,
+                n / r.bandwidth,
+                n,
+                weight,
+                overhead * n,
+            )
+        dims, (ix, cx), byte_pairs, (idq, cdq), rate, peak, weight, overhead = sig
+        return (
+            *dims[0],
+            *dims[1],
+            *dims[2],
+            *dims[3],
+            ix,
+            cx,
+            *byte_pairs,
+            idq,
+            cdq * rate * n,
+            n / (peak * r.compute_eff),
+            n / (r.bandwidth * r.memory_eff),
+            r.gemv_row_s * n,
+            n / (r.bandwidth * r.gemm_memory_eff) if r.gemm_memory_eff else 0.0,
+            n / peak,
+            n / r.bandwidth,
+            n,
+            weight,
+            overhead * n,
+        )
+
+    # -----------------------------------------------------------------------------------------
+    # Evaluation.
+
+    def monomials(self, point: Point) -> list:
+        vals = (point.b, point.s, point.t, point.s_logits)
+        M = [1]
+        for parent, sym in self.recipe:
+            M.append(M[parent] * vals[sym])
+        return M
+
+    def evaluate(self, point: Point) -> Totals:
+        """The pass's totals at `point`."""
+        return self._run(self._fast, self.monomials(point), None)
+
+    def rows(self, point: Point) -> tuple[Row, ...]:
+        """One row per op at `point`, in execution order."""
+        sink: list = []
+        self._run(self._rows, self.monomials(point), sink)
+        ops = list(self.graph.ops())
+        env = {"b": point.b, "s": point.s, "t": point.t, "s_logits": point.s_logits}
+        rows = []
+        for index, t_compute, t_memory, t_comm, overhead, time, roof, bound, flops, mm in sorted(
+            sink, key=lambda entry: entry[0]
+        ):
+            segment, op = ops[index]
+            n = segment.count
+            read, written = op.bytes_read.value(env) * n, op.bytes_written.value(env) * n
+            rows.append(
+                Row(
+                    op,
+                    segment.name,
+                    n,
+                    flops,
+                    mm,
+                    read,
+                    written,
+                    t_compute,
+                    t_memory,
+                    t_comm,
+                    overhead,
+                    time,
+                    roof,
+                    bound,
+                )  # fmt: skip
+            )
+        return tuple(rows)
+
+    def _run(self, terms: tuple, M: list, sink: list | None) -> Totals:
+        r = self.rates
+        vector, linear, gemm, comm = terms
+        comp = mem = over = comm_time = comm_total = roof = 0.0
+        flops = mm_flops = nbytes = 0.0
+        w_comp = w_mem = w_over = 0.0
+        icv = 1.0 / (r.vector_flops * r.compute_eff)
+        ibm = 1.0 / (r.bandwidth * r.memory_eff)
+        ipv, ibw = 1.0 / r.vector_flops, 1.0 / r.bandwidth
+        for i1, i2, f1, f2, y1, y2, o, index in vector:
+            x1, x2 = M[i1], M[i2]
+            f = f1 * x1 + f2 * x2
+            y = y1 * x1 + y2 * x2
+            tm, tb = f * icv, y * ibm
+            rf, rb = f * ipv, y * ibw
+            rl = rf if rf > rb else rb
+            busy = tm + tb
+            tt = busy + o
+            if o > busy:
+                over += tt
+                bound = OVERHEAD
+            elif tm >= tb:
+                comp += tt
+                bound = COMPUTE
+            else:
+                mem += tt
+                bound = MEMORY
+            roof += rl
+            flops += f
+            nbytes += y
+            if sink is not None:
+                sink.append((index, tm, tb, 0.0, o, tt, rl, bound, f, 0.0))
+        tmax, tn, units = r.tile_m_max, r.tile_n, r.compute_units
+        last_m = 0
+        for (
+            im, cm, nt, ks, tile_flops, row_flops, xc, y1, y0, dq,
+            ipc, ibmc, rowc, ibgc, ipk, ibwc, n_inst, is_weight, o, index,
+        ) in linear:  # fmt: skip
+            m = cm * M[im]
+            if m != last_m:  # qkv, out, gate, up, down share m = b·s
+                tmm = tmax if m >= tmax else tile_m(m, r)
+                mt = -(-m // tmm)
+                last_m = m
+            tiles = mt * nt
+            if tiles * ks < units:  # one partial wave: idle units cost time too
+                padded = tile_flops * tmm * units / ks
+            else:
+                padded = tile_flops * tmm * tiles
+            extra = xc * m  # bias adds in the epilogue
+            mm = row_flops * m
+            f = mm + extra
+            tm = (padded + extra) * ipc
+            if dq:  # weight-only: unpack the weights once per m-tile
+                tm += dq * mt
+            y = y1 * m + y0
+            tb = y * ibmc
+            if rowc:  # a single product streams its weights (CPU BLAS): a time per row
+                tb += rowc
+            if ibgc and m > 1:  # and, from m = 2, at least the packed GEMM's time
+                packed = y * ibgc
+                if packed > tb:
+                    tb = packed
+            rf, rb = f * ipk, y * ibwc
+            rl = rf if rf > rb else rb
+            busy = tm + tb
+            tt = busy + o
+            if o > busy:
+                over += tt
+                bound = OVERHEAD
+                if is_weight:
+                    w_over += tt
+            elif tm >= tb:
+                comp += tt
+                bound = COMPUTE
+                if is_weight:
+                    w_comp += tt
+            else:
+                mem += tt
+                bound = MEMORY
+                if is_weight:
+                    w_mem += tt
+            roof += rl
+            flops += f * n_inst
+            mm_flops += mm * n_inst
+            nbytes += y * n_inst
+            if sink is not None:
+                sink.append((index, tm, tb, 0.0, o, tt, rl, bound, f * n_inst, mm * n_inst))
+        for (
+            im, cm, ik, ck, in_, cn, ib, cb, ix, cx, j1, y1, j2, y2, j3, y3, idq, cdq,
+            ipc, ibmc, rowc, ibgc, ipk, ibwc, n_inst, is_weight, o, index,
+        ) in gemm:  # fmt: skip
+            m, k, n, bt = cm * M[im], ck * M[ik], cn * M[in_], cb * M[ib]
+            if m != last_m:  # attention's two products share m = s
+                tmm = tmax if m >= tmax else tile_m(m, r)
+                mt = -(-m // tmm)
+                last_m = m
+            tiles = bt * mt * -(-n // tn)
+            pieces = tiles * (k / K_SLICE if k > K_SLICE else 1.0)
+            if pieces < units:  # one partial wave: idle units cost time too
+                tiles *= units / pieces
+            extra = cx * M[ix]  # bias adds in the epilogue
+            mm = 2.0 * m * k * n * bt
+            f = mm + extra
+            tm = (2.0 * k * tmm * tn * tiles + extra) * ipc
+            if cdq:  # weight-only: unpack the weights once per m-tile
+                tm += cdq * M[idq] * mt
+            y = y1 * M[j1] + y2 * M[j2] + y3 * M[j3]
+            tb = y * ibmc
+            if bt == 1 and (rowc or ibgc):  # a single product streams its weights (CPU BLAS)
+                tb += n * rowc
+                if ibgc and m > 1:
+                    packed = y * ibgc
+                    if packed > tb:
+                        tb = packed
+            rf, rb = f * ipk, y * ibwc
+            rl = rf if rf > rb else rb
+            busy = tm + tb
+            tt = busy + o
+            if o > busy:
+                over += tt
+                bound = OVERHEAD
+                if is_weight:
+                    w_over += tt
+            elif tm >= tb:
+                comp += tt
+                bound = COMPUTE
+                if is_weight:
+                    w_comp += tt
+            else:
+                mem += tt
+                bound = MEMORY
+                if is_weight:
+                    w_mem += tt
+            roof += rl
+            flops += f * n_inst
+            mm_flops += mm * n_inst
+            nbytes += y * n_inst
+            if sink is not None:
+                sink.append((index, tm, tb, 0.0, o, tt, rl, bound, f * n_inst, mm * n_inst))
+        for i1, i2, w1, w2, y1, y2, latency, o, index in comm:
+            x1, x2 = M[i1], M[i2]
+            wire = w1 * x1 + w2 * x2  # seconds on the link, all instances
+            tc = latency + wire
+            comm_time += tc
+            comm_total += tc + o
+            roof += wire
+            nbytes += y1 * x1 + y2 * x2
+            if sink is not None:
+                sink.append((index, 0.0, 0.0, tc, o, tc + o, wire, COMMUNICATION, 0.0, 0.0))
+        # the bound holding the most time; ties go to the first of compute, memory, …
+        bound, best = COMPUTE, comp
+        if mem > best:
+            bound, best = MEMORY, mem
+        if comm_total > best:
+            bound, best = COMMUNICATION, comm_total
+        if over > best:
+            bound = OVERHEAD
+        weights, best = MEMORY, 0.0  # memory when there is no weight matmul
+        if w_comp > best:
+            weights, best = COMPUTE, w_comp
+        if w_mem > best:
+            weights, best = MEMORY, w_mem
+        if w_over > best:
+            weights = OVERHEAD
+        time = comp + mem + comm_total + over
+        return Totals(
+            flops, mm_flops, nbytes, time, roof, self.overhead_s, comm_time, bound, weights
+        )
+
+
+def time_op(
+    op: Op, rates: Rates, point: Point | None = None, links: dict | None = None, count: int = 1
+) -> Row:
+    """`count` instances of one op, timed alone at `point` (default b = s = t = s_logits = 1):
+    the time model applied to a single op, for hand-worked cases and `explain`."""
+    plan = Plan(Graph((Segment(op.name, (op,), count),)), rates, links or {})
+    return plan.rows(point or Point(1, 1, 1, 1))[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Building plans, once per (model, device, the workload's static fields).
+
+
+def check(model: ModelConfig, hw: HardwareSpec, w: Workload) -> None:
+    """Reject what cannot run: tp that does not split the heads, a dtype the device lacks."""
+    shard(model, Layout(tp=w.tp))
+    if w.tp > 1:
+        link(hw, w.tp)
+    hw.peak_flops(w.dtype)
+    if w.dtype in ("int8",) and w.w_dtype not in ("int8", "int4"):
+        raise SpecError("weight_dtype: int8 activations need int8 (or int4) weights")
+
+
+def compile_plan(model: ModelConfig, hw: HardwareSpec, w: Workload) -> Plan:
+    """The plan of a forward pass of `model` on `hw` with `w`'s dtypes and layout."""
+    check(model, hw, w)
+    ctx = Ctx.of(model, w)
+    links = {Axis.TP: link(hw, w.tp)} if w.tp > 1 else {}
+    return Plan(build_graph(ctx), rates(hw, w), links, ctx)
+
+
+#: Plans kept per process (a sweep over devices and dtypes needs a few dozen).
+PLAN_CACHE_SIZE = 256
+_plans: OrderedDict = OrderedDict()
+
+
+def plan_for(model: ModelConfig, hw: HardwareSpec, w: Workload) -> Plan:
+    """The cached plan for (model, hw, w's static fields). Specs are compared by identity first
+    (the catalog hands out one object per file), then by value."""
+    static = w.static_key()
+    key = (id(model), id(hw), static)
+    entry = _plans.get(key)
+    if entry is not None and entry[0] is model and entry[1] is hw:
+        return entry[2]
+    by_value = (model.model_dump_json(), hw.model_dump_json(), static)
+    entry = _plans.get(by_value)
+    if entry is None:
+        entry = (model, hw, compile_plan(model, hw, w))
+        _plans[by_value] = entry
+    _plans[key] = entry
+    while len(_plans) > PLAN_CACHE_SIZE:
+        _plans.popitem(last=False)
+    return entry[2]
