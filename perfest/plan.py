@@ -213,7 +213,8 @@ class Plan:
         rate = instructions / (r.vector_flops / 2)  # an FMA is one instruction, 2 FLOPs
         weight = not op.activation_product
         (row_mono,) = g.m.poly()
-        if all(i == 0 for i, _ in dims[1:]) and {*bias, *nbytes, *dequant} <= {(), row_mono}:
+        constant_rest = all(i == 0 for i, _ in dims[1:])
+        if row_mono and constant_rest and {*bias, *nbytes, *dequant} <= {(), row_mono}:
             # Only the rows vary (a linear layer): k, n and batch are numbers, the FLOPs and
             # bytes are affine in m, and the tile arithmetic can be shared by every product
             # with the same m.
