@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import perfest
-    from perfest.sweep import sweep
+    from perfest.sweeps import sweep
 
     print(machine())
     model, device = perfest.load_model(MODEL), perfest.load_hardware(DEVICE)

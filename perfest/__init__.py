@@ -5,17 +5,34 @@
     >>> est.generation.tpot_s, est.decode.bound
 
 A FLOP is one multiply or one add (a multiply-accumulate is 2 FLOPs); GB is 10⁹ bytes.
+
+The public names are imported on first use (PEP 562), so that `perfest estimate` loads only
+the modules it needs.
 """
 
-from perfest.catalog import list_hardware, list_models, load_hardware, load_model
-from perfest.errors import PerfestError
-from perfest.estimate import estimate
-from perfest.parameters import count_parameters
-from perfest.results import Estimate
-from perfest.specs import HardwareSpec, ModelConfig, Workload
-from perfest.sweep import SweepResult, sweep
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+#: public name → the module that defines it
+_EXPORTS = {
+    "Estimate": "perfest.results",
+    "HardwareSpec": "perfest.specs",
+    "ModelConfig": "perfest.specs",
+    "PerfestError": "perfest.errors",
+    "SweepResult": "perfest.sweeps",
+    "Workload": "perfest.specs",
+    "count_parameters": "perfest.parameters",
+    "estimate": "perfest.inference",
+    "list_hardware": "perfest.catalog",
+    "list_models": "perfest.catalog",
+    "load_hardware": "perfest.catalog",
+    "load_model": "perfest.catalog",
+    "sweep": "perfest.sweeps",
+}
 
 __all__ = [
     "Estimate",
@@ -32,3 +49,26 @@ __all__ = [
     "load_model",
     "sweep",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'perfest' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:
+    from perfest.catalog import list_hardware, list_models, load_hardware, load_model
+    from perfest.errors import PerfestError
+    from perfest.inference import estimate
+    from perfest.parameters import count_parameters
+    from perfest.results import Estimate
+    from perfest.specs import HardwareSpec, ModelConfig, Workload
+    from perfest.sweeps import SweepResult, sweep

@@ -91,7 +91,7 @@ def cli() -> None:
 @reports_errors
 def estimate(model: str, gpu: str, layers: bool, as_json: bool, as_csv: bool, **kwargs) -> None:
     """Predict prefill, decode and generation time, memory and the bound of each."""
-    from perfest.estimate import estimate as run
+    from perfest.inference import estimate as run
     from perfest.render import estimate_csv, render_estimate
     from perfest.results import NoteKind
 

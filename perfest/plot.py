@@ -16,7 +16,7 @@ from typing import Any
 from perfest.errors import MissingExtraError, SpecError
 from perfest.results import Estimate
 from perfest.specs import HardwareSpec
-from perfest.sweep import SweepResult, SweepSummary
+from perfest.sweeps import SweepResult, SweepSummary
 
 FORMATS = (".png", ".svg")
 INSTALL = "plots need matplotlib: pip install 'perfest[plot]'"

@@ -1,4 +1,4 @@
-"""`perfest sweep` and `perfest roofline`: parse options, call `perfest.sweep.sweep` or
+"""`perfest sweep` and `perfest roofline`: parse options, call `perfest.sweeps.sweep` or
 `perfest.estimate`, render (rich table, JSON, CSV) and plot (the optional matplotlib extra).
 """
 
@@ -23,7 +23,7 @@ from perfest.options import (
     workload_options,
 )
 from perfest.render import bound_style, gb, seconds, to_csv
-from perfest.sweep import SweepPoint, SweepResult, SweepSummary, parse_axis
+from perfest.sweeps import SweepPoint, SweepResult, SweepSummary, parse_axis
 
 #: Sweeps this long show a progress bar (on a terminal only).
 PROGRESS_MIN_POINTS = 50
@@ -68,7 +68,7 @@ def sweep(
 ) -> None:
     """Sweep batch size (and lengths, and devices: --gpu a,b,c): throughput, latency, bound
     and memory per point, and where decode turns compute-bound."""
-    from perfest.sweep import sweep as run
+    from perfest.sweeps import sweep as run
 
     if plot_path:
         from perfest import plot
@@ -124,7 +124,7 @@ def roofline(model: str, gpu: str, path: str, **kwargs) -> None:
     """Draw the device's roofline with every op of prefill and decode placed on it."""
     from perfest import plot
     from perfest.catalog import load_hardware
-    from perfest.estimate import estimate
+    from perfest.inference import estimate
 
     plot.require()
     hw = load_hardware(gpu)

@@ -143,7 +143,7 @@ def test_nothing_else_imports_matplotlib():
     code = (
         "import sys, perfest, perfest.cli, perfest.sweep_cli, perfest.plot\n"
         "from perfest.cli import cli\n"
-        "from perfest.sweep import sweep\n"
+        "from perfest.sweeps import sweep\n"
         "cli.list_commands(None)\n"
         "sweep('gpt2', 'l4', batches=[1, 2])\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'matplotlib'))"

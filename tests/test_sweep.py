@@ -19,8 +19,8 @@ from perfest.cli import cli
 from perfest.errors import SpecError, UnknownNameError
 from perfest.options import progress
 from perfest.specs import Workload
-from perfest.sweep import SweepPoint, SweepSummary, parse_axis, sweep
 from perfest.sweep_cli import PROGRESS_MIN_POINTS, knee_sentence
+from perfest.sweeps import SweepPoint, SweepSummary, parse_axis, sweep
 
 POWERS = "1:1024:x2"
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from perfest.estimate import make_workload
 from perfest.graph import build_graph
+from perfest.inference import make_workload
 from perfest.layers import Ctx
 from perfest.specs import ModelConfig, Workload
 from perfest.validate import require_torch
@@ -97,7 +97,7 @@ def check_flops(model: ModelConfig, workload: Workload | None = None, net=None, 
     Decode is the step perfest reports: one new token per sequence at context input_len +
     max(1, output_len // 2). `net` defaults to the full-size reference on the meta device.
     """
-    from perfest.estimate import decode_context
+    from perfest.inference import decode_context
     from perfest.validate.reference import build_reference
 
     w = make_workload(workload, **fields)

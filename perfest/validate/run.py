@@ -16,8 +16,8 @@ from functools import partial
 
 from perfest.catalog import load_hardware, load_model
 from perfest.errors import UnsupportedError
-from perfest.estimate import decode_context, estimate, make_workload, prefill_point
 from perfest.graph import build_graph
+from perfest.inference import decode_context, estimate, make_workload, prefill_point
 from perfest.layers import Ctx
 from perfest.memory import activation_bytes_per_sequence
 from perfest.parameters import block_params, count_parameters

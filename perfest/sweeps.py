@@ -28,7 +28,7 @@ from typing import Any
 
 from perfest.catalog import load_hardware, load_model
 from perfest.errors import SpecError
-from perfest.estimate import decode_context, make_workload, run
+from perfest.inference import decode_context, make_workload, run
 from perfest.memory import kv_bytes_per_sequence
 from perfest.plan import plan_for
 from perfest.results import SCHEMA_VERSION, Estimate, NoteKind, _plain
