@@ -102,7 +102,7 @@ class Access:
 class Gemm:
     """[m, k] @ [k, n] → [m, n], `batch` times; `a`, `b`, `c` are the operands (for deriving
     the backward products). b_batch < batch when several products share one B (grouped-query
-    attention; a weight shared by the batch is a single product)."""
+    attention's kv heads; a weight shared by the batch is a single product)."""
 
     m: Expr
     k: Expr
@@ -111,6 +111,7 @@ class Gemm:
     a: Tensor
     b: Tensor
     c: Tensor
+    b_batch: Expr = ONE
 
     @property
     def flops(self) -> Expr:
@@ -152,6 +153,7 @@ class Op:
     collective: Collective | None = None
     kernels: int = 1  # launches per instance (0 when fused into a neighbour)
     dequant: Expr = ZERO  # weight elements a weight-only kernel unpacks per m-tile
+    saves: tuple[Access, ...] = ()  # what the backward pass needs kept from the forward
 
     @property
     def bytes_read(self) -> Expr:
@@ -185,6 +187,7 @@ def matmul(
     n: Expr | int,
     batch: Expr | int = ONE,
     b_batch: Expr | int | None = None,
+    c_batch: Expr | int | None = None,
     read_a: bool = True,
     write_c: bool = True,
     bias: Tensor | None = None,
@@ -193,21 +196,27 @@ def matmul(
     """[m, k] @ [k, n] → [m, n], `batch` times: 2·m·k·n·batch FLOPs (+ m·n·batch for a bias).
 
     Bytes: A read once (m·k·batch), B read once per distinct B (k·n·b_batch), the bias (n),
-    C written once (m·n·batch). `read_a=False` / `write_c=False` mark an operand that stays on
-    chip in a fused kernel. A weight B stored narrower than A (int4/int8/fp8 weights with
-    16-bit activations: weight-only quantization) is unpacked in the kernel: `dequant` counts
-    its k·n·b_batch elements, once per m-tile (perfest.roofline).
+    C written once per distinct C (m·n·c_batch: c_batch < batch when products accumulate into
+    a shared output, as a backward pass does into a shared weight). `read_a=False` and
+    `write_c=False` mark an operand that stays on chip in a fused kernel. A weight B stored
+    narrower than A (int4/int8/fp8 weights with 16-bit activations: weight-only quantization)
+    is unpacked in the kernel: `dequant` counts its k·n·b_batch elements, once per m-tile
+    (perfest.roofline).
     """
     m, k, n, batch = expr(m), expr(k), expr(n), expr(batch)
     b_batch = batch if b_batch is None else expr(b_batch)
-    gemm = Gemm(m, k, n, batch, a, b, c)
+    c_batch = batch if c_batch is None else expr(c_batch)
+    gemm = Gemm(m, k, n, batch, a, b, c, b_batch)
     flops = gemm.flops + (mul(m, n, batch) if bias is not None else ZERO)
     reads = [Access(a, mul(m, k, batch))] if read_a else []
     reads.append(Access(b, mul(k, n, b_batch)))
     if bias is not None:
         reads.append(Access(bias, n))
-    writes = (Access(c, mul(m, n, batch)),) if write_c else ()
+    writes = (Access(c, mul(m, n, c_batch)),) if write_c else ()
     weight_only = b.role is Role.WEIGHT and b.itemsize < a.itemsize
+    # dB needs A, dA needs B: a weight is kept anyway, an activation must be saved
+    saves = tuple(Access(x, mul(*dims)) for x, dims in ((a, (m, k, batch)), (b, (k, n, b_batch)))
+                  if x.role is Role.ACTIVATION)  # fmt: skip
     return Op(
         name,
         group,
@@ -218,7 +227,75 @@ def matmul(
         gemm=gemm,
         kernels=kernels,
         dequant=mul(k, n, b_batch) if weight_only else ZERO,
+        saves=saves,
     )
+
+
+def grad(x: Tensor) -> Tensor:
+    """The gradient of `x`: its shape and dtype, role GRADIENT."""
+    return Tensor(f"d{x.name}", Role.GRADIENT, x.shape, x.dtype, x.itemsize)
+
+
+def matmul_backward(op: Op) -> tuple[Op, ...]:
+    """The backward products of C = A·B, derived from the forward op:
+
+        dA = dC·Bᵀ   [m, n] @ [n, k]   2·m·k·n·batch FLOPs   (skipped for a graph input)
+        dB = Aᵀ·dC   [k, m] @ [m, n]   2·m·k·n·batch FLOPs   (accumulated into b_batch Bs)
+
+    so a linear layer's backward costs 2× its forward (Narayanan et al. 2021, §3.3 of
+    "Efficient large-scale language model training on GPU clusters"). A bias adds the
+    reduction db = Σ_rows dC.
+    """
+    g = op.gemm
+    if g is None:
+        raise TypeError(f"{op.name} is not a matrix product")
+    d_c = grad(g.c)
+    ops = []
+    if g.a.role in (Role.ACTIVATION, Role.GRADIENT):
+        ops.append(
+            matmul(
+                f"{op.name}.dgrad",
+                op.group,
+                d_c,
+                g.b,
+                grad(g.a),
+                m=g.m,
+                k=g.n,
+                n=g.k,
+                batch=g.batch,
+                b_batch=g.b_batch,
+            )  # fmt: skip
+        )
+    # dB accumulates into b_batch distinct gradients (the weight; a kv head's, in GQA)
+    ops.append(
+        matmul(
+            f"{op.name}.wgrad",
+            op.group,
+            g.a,
+            d_c,
+            grad(g.b),
+            m=g.k,
+            k=g.m,
+            n=g.n,
+            batch=g.batch,
+            c_batch=g.b_batch,
+        )  # fmt: skip
+    )
+    bias = next((a.tensor for a in op.reads if a.tensor.role is Role.WEIGHT and a.tensor
+                 is not g.b), None)  # fmt: skip
+    if bias is not None:
+        rows = mul(g.m, g.batch)
+        ops.append(
+            elementwise(
+                f"{op.name}.bias_grad",
+                op.group,
+                mul(rows, g.n),
+                1,
+                (Access(d_c, mul(rows, g.n)),),
+                (read(grad(bias)),),
+            )  # fmt: skip
+        )
+    return tuple(ops)
 
 
 def elementwise(
