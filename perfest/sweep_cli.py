@@ -123,12 +123,13 @@ def sweep(
 def roofline(model: str, gpu: str, path: str, **kwargs) -> None:
     """Draw the device's roofline with every op of prefill and decode placed on it."""
     from perfest import plot
-    from perfest.catalog import load_hardware
+    from perfest.catalog import load_hardware, load_model
+
+    m, hw = load_model(model), load_hardware(gpu)  # bad names first, then the missing extra
+    plot.require()
     from perfest.inference import estimate
 
-    plot.require()
-    hw = load_hardware(gpu)
-    est = estimate(model, hw, **pick_workload(kwargs))
+    est = estimate(m, hw, **pick_workload(kwargs))
     plot.roofline_plot(est, hw, path)
     click.echo(f"wrote {path}", err=True)
 

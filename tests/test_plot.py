@@ -33,8 +33,8 @@ def svg_text(path) -> str:
     return " ".join(el.text or "" for el in root.iter() if el.tag.endswith("text"))
 
 
+@pytest.mark.plot
 def test_roofline_png(tmp_path):
-    pytest.importorskip("matplotlib")
     path = tmp_path / "roofline.png"
     r = run("roofline", "-m", "llama-2-7b", "-g", "h100-sxm", "-o", str(path))
     assert r.exit_code == 0, r.output
@@ -43,8 +43,8 @@ def test_roofline_png(tmp_path):
     assert width > 1000 and height > 700
 
 
+@pytest.mark.plot
 def test_roofline_svg_is_labelled(tmp_path):
-    pytest.importorskip("matplotlib")
     path = tmp_path / "roofline.svg"
     # -o is the picture here; the output length keeps its long option
     r = run("roofline", "-m", "gpt2", "-g", "l4", "--output-len", "64", "-b", "8", "-o", str(path))
@@ -62,8 +62,8 @@ def test_roofline_svg_is_labelled(tmp_path):
         assert label in text, label
 
 
+@pytest.mark.plot
 def test_sweep_plot(tmp_path):
-    pytest.importorskip("matplotlib")
     png, svg = tmp_path / "sweep.png", tmp_path / "sub" / "sweep.svg"
     r = run(
         "sweep",
@@ -88,8 +88,8 @@ def test_sweep_plot(tmp_path):
     assert "l4" in text and "h100-sxm" in text
 
 
+@pytest.mark.plot
 def test_single_series_sweep_plot_names_its_marks(tmp_path):
-    pytest.importorskip("matplotlib")
     path = tmp_path / "sweep.svg"
     r = run(
         "sweep",
