@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import pytest
+from hypothesis import settings
 
 from perfest.specs import HardwareSpec, ModelConfig
+
+# Hypothesis: locally each run explores new examples; in CI (CI=true) the examples are fixed,
+# so a red run always reproduces.
+settings.register_profile("perfest", max_examples=150, deadline=None)
+settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True)
+settings.load_profile("ci" if os.environ.get("CI") else "perfest")
 
 #: marker → the optional package its tests need (pyproject's extras)
 EXTRAS = {"torch": "torch", "plot": "matplotlib"}

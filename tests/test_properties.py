@@ -3,9 +3,7 @@ than the pure roofline, memory never negative."""
 
 from __future__ import annotations
 
-import os
-
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import perfest
@@ -22,11 +20,6 @@ workloads = st.fixed_dictionaries(
         "tp": st.sampled_from([1, 1, 2]),
     }
 )
-# Locally each run explores new examples; in CI (CI=true) the examples are fixed, so a red run
-# always reproduces.
-settings.register_profile("perfest", max_examples=150, deadline=None)
-settings.register_profile("ci", max_examples=150, deadline=None, derandomize=True)
-settings.load_profile("ci" if os.environ.get("CI") else "perfest")
 
 
 def measures(est):
