@@ -1,12 +1,14 @@
-"""Speed of `perfest sweep`: a 1,000-point sweep in-process, and as a cold CLI process.
+"""Speed of `perfest sweep`: the 100,000-point sweep of the engine issue, in-process and as a cold
+CLI process, and a 1,000-point batch sweep.
 
-    python benchmarks/bench_sweep.py [--runs 7]
+    python benchmarks/bench_sweep.py [--runs 5] [--skip-large]
 
-Each in-process run clears the cache of compiled plans first, so every device's plan is built
-again, as in a fresh process; the "warm" figure repeats a sweep whose plans are cached. The
-cost of the sweep's own work (records, summaries) is the sweep's time minus the same 1,000
-`perfest.estimate` calls. Prints the machine, the date and each figure (median of the
-runs, after one warm-up); record them in benchmarks/RESULTS.md.
+The large sweep is llama-2-7b over batch 1…250 × 10 prompt lengths (128…1280) × 10 output
+lengths (32…320) × 4 devices (A100, H100, H200, B200) = 100,000 points. In-process runs clear
+the cache of compiled plans first, so every device's plan is built again, as in a fresh
+process. The cold process pipes its JSON to a file (compact JSON, as for any script). Prints
+the machine, the date and each figure (median of the runs, after one warm-up); record them in
+benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import time
 from common import cold_process, machine  # benchmarks/common.py (run as scripts)
 
 MODEL, DEVICE = "llama-2-7b", "a100-80gb-sxm"
+DEVICES = ("a100-80gb-sxm", "h100-sxm", "h200-sxm", "b200")
+LARGE = {"batches": "1:250", "input_lens": "128:1280:+128", "output_lens": "32:320:+32"}
 
 
 def timed(fn, runs: int, cold: bool = True) -> list[float]:
@@ -37,61 +41,57 @@ def timed(fn, runs: int, cold: bool = True) -> list[float]:
 def report(label: str, times: list[float], points: int) -> None:
     median = statistics.median(times)
     print(
-        f"{label}: median {median * 1e3:,.0f} ms for {points:,} points "
-        f"({median / points * 1e6:,.0f} µs/point; min {min(times) * 1e3:,.0f}, "
-        f"max {max(times) * 1e3:,.0f} ms; {len(times)} runs)"
+        f"{label}: median {median:,.3f} s for {points:,} points "
+        f"({median / points * 1e6:,.1f} µs/point; min {min(times):,.3f}, "
+        f"max {max(times):,.3f} s; {len(times)} runs)"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--skip-large", action="store_true", help="only the 1,000-point sweep")
     args = parser.parse_args()
 
     import perfest
     from perfest.sweeps import sweep
 
     print(machine())
-    model, device = perfest.load_model(MODEL), perfest.load_hardware(DEVICE)
-    batches = range(1, 1001)
+    model = perfest.load_model(MODEL)
+    devices = [perfest.load_hardware(name) for name in DEVICES]
 
     def by_batch():
-        return sweep(model, device, batches=batches)
+        return sweep(model, devices[0], batches=range(1, 1001))
 
     def estimates():
-        for b in batches:
-            perfest.estimate(model, device, batch=b)
+        for b in range(1, 1001):
+            perfest.estimate(model, devices[0], batch=b)
 
-    devices = [
-        perfest.load_hardware(name) for name in ("a100-80gb-sxm", "h100-sxm", "h200-sxm", "b200")
-    ]
+    report(f"in-process sweep, {MODEL} on {DEVICE}, batch 1…1000", timed(by_batch, args.runs), 1000)
+    report("  the same 1,000 perfest.estimate calls", timed(estimates, args.runs), 1000)
+    if args.skip_large:
+        return
 
-    def mixed():  # 4 devices × 5 prompt lengths × 50 batches: passes repeat across devices
-        return sweep(model, devices, batches="1:50", input_lens="128,256,512,1024,2048")
+    def large():
+        return sweep(model, devices, **LARGE)
 
-    assert len(by_batch().points) == len(mixed().points) == 1000
-    sweep_times = timed(by_batch, args.runs)
-    report(f"in-process sweep, {MODEL} on {DEVICE}, batch 1…1000, cold passes", sweep_times, 1000)
-    estimate_times = timed(estimates, args.runs)
-    report("  the same 1,000 perfest.estimate calls alone", estimate_times, 1000)
-    overhead = statistics.median(sweep_times) - statistics.median(estimate_times)
+    assert len(large().points) == 100_000
+    report("in-process sweep, 250 batches × 10 inputs × 10 outputs × 4 devices",
+           timed(large, args.runs), 100_000)  # fmt: skip
+
+    def to_json():
+        from perfest.export import dumps
+
+        dumps(large().to_dict(), None)
+
+    report("  the same, with its compact JSON", timed(to_json, max(3, args.runs // 2)), 100_000)
+    argv = ["sweep", "-m", MODEL, "-g", ",".join(DEVICES), "--batch", LARGE["batches"],
+            "--input-len", LARGE["input_lens"],
+            "--output-len", LARGE["output_lens"], "--json"]  # fmt: skip
+    cli = cold_process(argv, max(3, args.runs // 2))
     print(
-        f"  the sweep's own work (the difference): {overhead * 1e3:,.0f} ms "
-        f"({overhead * 1e3:.0f} µs/point)"
-    )
-    report(
-        "in-process sweep, same, passes cached (warm)", timed(by_batch, args.runs, cold=False), 1000
-    )
-    report(
-        "in-process sweep, 4 devices × 5 input lengths × 50 batches", timed(mixed, args.runs), 1000
-    )
-    cli = cold_process(
-        ["sweep", "-m", MODEL, "-g", DEVICE, "--batch", "1:1000", "--json"], max(3, args.runs // 2)
-    )
-    median = statistics.median(cli)
-    print(
-        f"cold `perfest sweep --batch 1:1000 --json` process: median {median:.3f} s "
-        f"(min {min(cli):.3f}, max {max(cli):.3f}, {len(cli)} runs)"
+        f"cold `perfest sweep … --json` process, 100,000 points piped: median "
+        f"{statistics.median(cli):.2f} s (min {min(cli):.2f}, max {max(cli):.2f}, {len(cli)} runs)"
     )
 
 

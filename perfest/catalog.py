@@ -103,6 +103,13 @@ def _catalog_path(key: str, kind: str) -> Path | None:
 def _resolve(name: str, kind: str):
     if _looks_like_path(name):
         return _load_path(Path(name).expanduser().resolve(), kind)
+    return _catalog_entry(name, kind)
+
+
+@lru_cache(maxsize=512)
+def _catalog_entry(name: str, kind: str):
+    """A shipped spec by id or alias, parsed once per process (the catalog does not change under
+    a running process; a file given by path is re-read when it changes)."""
     key = name.strip().lower()
     path = _catalog_path(key, kind)
     if path is not None:

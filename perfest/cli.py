@@ -91,8 +91,8 @@ def cli() -> None:
 @reports_errors
 def estimate(model: str, gpu: str, layers: bool, as_json: bool, as_csv: bool, **kwargs) -> None:
     """Predict prefill, decode and generation time, memory and the bound of each."""
+    from perfest.export import estimate_csv
     from perfest.inference import estimate as run
-    from perfest.render import estimate_csv, render_estimate
     from perfest.results import NoteKind
 
     est = run(model, gpu, **pick_workload(kwargs))
@@ -101,7 +101,7 @@ def estimate(model: str, gpu: str, layers: bool, as_json: bool, as_csv: bool, **
         as_csv,
         est.to_dict,
         lambda: estimate_csv(est),
-        lambda console: render_estimate(est, console, layers=layers),
+        lambda console: _render_estimate(est, console, layers),
     )
     for note in est.warnings:
         if note.kind is not NoteKind.MEMORY:
@@ -116,7 +116,8 @@ def estimate(model: str, gpu: str, layers: bool, as_json: bool, as_csv: bool, **
 @reports_errors
 def list_(kind: str, as_json: bool) -> None:
     """List the catalogued models or devices."""
-    from perfest.render import catalog_table, dumps
+    from perfest.export import dumps
+    from perfest.render.catalog import catalog_table
 
     names = catalog.list_models() if kind == "models" else catalog.list_hardware()
     load = catalog.load_model if kind == "models" else catalog.load_hardware
@@ -134,7 +135,8 @@ def list_(kind: str, as_json: bool) -> None:
 @reports_errors
 def show(kind: str, name: str, as_json: bool) -> None:
     """Show one model (parameter count, derived sizes, source) or one device."""
-    from perfest.render import dumps, show_hardware, show_model
+    from perfest.export import dumps
+    from perfest.render.catalog import show_hardware, show_model
 
     if kind == "model":
         spec = catalog.load_model(name)
@@ -157,6 +159,12 @@ def show(kind: str, name: str, as_json: bool) -> None:
             click.echo(dumps(spec.model_dump(mode="json")))
         else:
             show_hardware(spec, stdout())
+
+
+def _render_estimate(est, console, layers: bool) -> None:
+    from perfest.render.estimate import render_estimate  # rich: only for people
+
+    render_estimate(est, console, layers=layers)
 
 
 def main() -> None:

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pydantic import ValidationError
 
 from perfest.catalog import load_hardware, load_model
 from perfest.memory import memory_estimate
-from perfest.plan import Plan, Point, plan_for
+from perfest.plan import Plan, Point, Totals, plan_for
 from perfest.results import (
     SCHEMA_VERSION,
     Estimate,
@@ -48,7 +49,17 @@ def make_workload(workload: Workload | None = None, **fields) -> Workload:
         raise first_error(exc) from None
 
 
-def decode_context(w: Workload) -> int:
+class Shape(NamedTuple):
+    """What changes from point to point of a sweep: the batch and the lengths. A Workload has
+    the same fields, so either serves the functions below."""
+
+    batch: int
+    input_len: int
+    output_len: int
+    logits: str = "last"
+
+
+def decode_context(w: Workload | Shape) -> int:
     """Context length of the decode step that stands for the average step."""
     return w.input_len + max(1, w.output_len // 2)
 
@@ -58,70 +69,86 @@ class PhaseSpec:
     """A named pass of a workload: the point its plan is evaluated at."""
 
     name: str
-    point: Callable[[Workload], Point]
+    point: Callable[[Workload | Shape], Point]
 
 
-def prefill_point(w: Workload) -> Point:
+def prefill_point(w: Workload | Shape) -> Point:
     s_logits = w.input_len if w.logits == "all" else 1
     return Point(w.batch, w.input_len, w.input_len, s_logits)
 
 
-def decode_point(w: Workload) -> Point:
+def decode_point(w: Workload | Shape) -> Point:
     return Point(w.batch, 1, decode_context(w), 1)
 
 
-#: The phases of autoregressive inference.
+#: The phases of autoregressive inference: prefill, then the decode step that stands for all.
 INFERENCE = (PhaseSpec("prefill", prefill_point), PhaseSpec("decode", decode_point))
 
 
-def _generation(w: Workload, prefill: PhaseEstimate, decode: PhaseEstimate) -> GenerationEstimate:
+class Inference(NamedTuple):
+    """The numbers of one inference point (what an Estimate and a sweep point are made of)."""
+
+    points: tuple[Point, ...]  # one per phase of INFERENCE
+    totals: tuple[Totals, ...]
+    memory: MemoryEstimate
+    generation: GenerationEstimate
+
+
+def infer(plan: Plan, hw: HardwareSpec, w: Workload | Shape) -> Inference:
+    """Evaluate the phases of INFERENCE on a compiled plan, then memory and the generation."""
+    points = (prefill_point(w), decode_point(w))  # INFERENCE's, unrolled: sweeps call this
+    prefill, decode = plan.evaluate(points[0]), plan.evaluate(points[1])
+    memory = memory_estimate(plan, hw, w, points[0])
+    return Inference(points, (prefill, decode), memory, generation(w, prefill, decode))
+
+
+def generation(w: Workload | Shape, prefill: Totals, decode: Totals) -> GenerationEstimate:
+    """Prefill, then output_len − 1 decode steps (the equations in the module docstring)."""
     steps = w.output_len - 1
-    p, d = prefill.totals, decode.totals
-    e2e = p.time_s + steps * d.time_s
-    roof_e2e = p.roofline_time_s + steps * d.roofline_time_s
+    e2e = prefill.time_s + steps * decode.time_s
+    roof_e2e = prefill.roofline_time_s + steps * decode.roofline_time_s
     return GenerationEstimate(  # positional, in field order (ttft_s, tpot_s, …): it is hot
-        p.time_s,
-        d.time_s,
+        prefill.time_s,
+        decode.time_s,
         e2e,
         w.batch * w.output_len / e2e,
         w.output_len / e2e,
-        p.roofline_time_s,
-        d.roofline_time_s,
+        prefill.roofline_time_s,
+        decode.roofline_time_s,
         w.batch * w.output_len / roof_e2e,
     )
 
 
-def _warnings(model: ModelConfig, hw: HardwareSpec, w: Workload, mem: MemoryEstimate) -> tuple:
-    notes = []
-    if not mem.fits:
-        notes.append(
-            Note(
-                NoteKind.MEMORY,
-                f"memory: needs {mem.total_bytes / 1e9:.1f} GB per device but {hw.name} has "
-                f"{mem.capacity_bytes / 1e9:.0f} GB (largest batch that fits: {mem.max_batch})",
-            )
-        )
-    if w.input_len + w.output_len > model.max_position_embeddings:
-        notes.append(
-            Note(
-                NoteKind.POSITIONS,
-                f"input_len + output_len = {w.input_len + w.output_len} exceeds {model.name}'s "
-                f"max_position_embeddings {model.max_position_embeddings}",
-            )
-        )
-    return tuple(notes)
+def memory_note(hw: HardwareSpec, mem: MemoryEstimate) -> Note | None:
+    if mem.fits:
+        return None
+    return Note(
+        NoteKind.MEMORY,
+        f"memory: needs {mem.total_bytes / 1e9:.1f} GB per device but {hw.name} has "
+        f"{mem.capacity_bytes / 1e9:.0f} GB (largest batch that fits: {mem.max_batch})",
+    )
+
+
+def positions_note(model: ModelConfig, w: Workload | Shape) -> Note | None:
+    if w.input_len + w.output_len <= model.max_position_embeddings:
+        return None
+    return Note(
+        NoteKind.POSITIONS,
+        f"input_len + output_len = {w.input_len + w.output_len} exceeds {model.name}'s "
+        f"max_position_embeddings {model.max_position_embeddings}",
+    )
 
 
 def run(plan: Plan, model: ModelConfig, hw: HardwareSpec, w: Workload) -> Estimate:
-    """Evaluate the inference phases of `w` on a compiled plan."""
-    phases = []
-    for spec in INFERENCE:
-        point = spec.point(w)
-        phases.append(PhaseEstimate(spec.name, point, plan.evaluate(point), plan))
-    prefill, decode = phases
-    mem = memory_estimate(plan, hw, w, prefill.point)
+    """Evaluate the inference phases of `w` on a compiled plan, as an Estimate."""
+    points, totals, memory, gen = infer(plan, hw, w)
+    phases = tuple(
+        PhaseEstimate(spec.name, point, total, plan)
+        for spec, point, total in zip(INFERENCE, points, totals, strict=True)
+    )
+    notes = tuple(n for n in (memory_note(hw, memory), positions_note(model, w)) if n)
     r = plan.rates
-    return Estimate(  # positional, in field order: it is built for every point of a sweep
+    return Estimate(  # positional, in field order
         model.name,
         hw.name,
         w,
@@ -129,10 +156,10 @@ def run(plan: Plan, model: ModelConfig, hw: HardwareSpec, w: Workload) -> Estima
         r.matmul_flops / r.bandwidth,
         r.compute_eff,
         r.memory_eff,
-        mem,
-        tuple(phases),
-        _generation(w, prefill, decode),
-        _warnings(model, hw, w, mem),
+        memory,
+        phases,
+        gen,
+        notes,
         SCHEMA_VERSION,
     )
 

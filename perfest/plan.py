@@ -169,6 +169,13 @@ class Plan:
         self._rows = self._compile(ops, links, merge=False)
         self._fast = self._compile(ops, links, merge=True)
         self.recipe = tuple(self._monos.recipe)
+        # element-wise time per FLOP and per byte (predicted), and the pure roofline's
+        self._vector_rates = (
+            1.0 / (rates.vector_flops * rates.compute_eff),
+            1.0 / (rates.bandwidth * rates.memory_eff),
+            1.0 / rates.vector_flops,
+            1.0 / rates.bandwidth,
+        )
         overhead = 0.0
         for segment, op in ops:  # launches do not depend on the point
             overhead += op.kernels * rates.launch_s * segment.count
@@ -341,9 +348,8 @@ class Plan:
         comp = mem = over = comm_time = comm_total = roof = 0.0
         flops = mm_flops = nbytes = 0.0
         w_comp = w_mem = w_over = 0.0
-        icv = 1.0 / (r.vector_flops * r.compute_eff)
-        ibm = 1.0 / (r.bandwidth * r.memory_eff)
-        ipv, ibw = 1.0 / r.vector_flops, 1.0 / r.bandwidth
+        icv, ibm, ipv, ibw = self._vector_rates
+        overhead_bound, compute_bound, memory_bound = OVERHEAD, COMPUTE, MEMORY
         for i1, i2, f1, f2, y1, y2, o, index in vector:
             x1, x2 = M[i1], M[i2]
             f = f1 * x1 + f2 * x2
@@ -355,13 +361,13 @@ class Plan:
             tt = busy + o
             if o > busy:
                 over += tt
-                bound = OVERHEAD
+                bound = overhead_bound
             elif tm >= tb:
                 comp += tt
-                bound = COMPUTE
+                bound = compute_bound
             else:
                 mem += tt
-                bound = MEMORY
+                bound = memory_bound
             roof += rl
             flops += f
             nbytes += y
@@ -403,17 +409,17 @@ class Plan:
             tt = busy + o
             if o > busy:
                 over += tt
-                bound = OVERHEAD
+                bound = overhead_bound
                 if is_weight:
                     w_over += tt
             elif tm >= tb:
                 comp += tt
-                bound = COMPUTE
+                bound = compute_bound
                 if is_weight:
                     w_comp += tt
             else:
                 mem += tt
-                bound = MEMORY
+                bound = memory_bound
                 if is_weight:
                     w_mem += tt
             roof += rl
@@ -455,17 +461,17 @@ class Plan:
             tt = busy + o
             if o > busy:
                 over += tt
-                bound = OVERHEAD
+                bound = overhead_bound
                 if is_weight:
                     w_over += tt
             elif tm >= tb:
                 comp += tt
-                bound = COMPUTE
+                bound = compute_bound
                 if is_weight:
                     w_comp += tt
             else:
                 mem += tt
-                bound = MEMORY
+                bound = memory_bound
                 if is_weight:
                     w_mem += tt
             roof += rl
@@ -491,7 +497,7 @@ class Plan:
         if comm_total > best:
             bound, best = COMMUNICATION, comm_total
         if over > best:
-            bound = OVERHEAD
+            bound = overhead_bound
         weights, best = MEMORY, 0.0  # memory when there is no weight matmul
         if w_comp > best:
             weights, best = COMPUTE, w_comp

@@ -24,14 +24,15 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import product
+from operator import attrgetter
 from typing import Any
 
 from perfest.catalog import load_hardware, load_model
 from perfest.errors import SpecError
-from perfest.inference import decode_context, make_workload, run
+from perfest.inference import Inference, Shape, decode_context, infer, make_workload, positions_note
 from perfest.memory import kv_bytes_per_sequence
-from perfest.plan import plan_for
-from perfest.results import SCHEMA_VERSION, Estimate, NoteKind, _plain
+from perfest.plan import Plan, plan_for
+from perfest.results import SCHEMA_VERSION, MemoryEstimate, _plain
 from perfest.roofline import Bound
 from perfest.specs import DTYPE_BYTES, HardwareSpec, ModelConfig, Workload
 
@@ -67,7 +68,15 @@ class SweepPoint:
     capacity_bytes: float
     fits: bool
 
-    to_dict = _as_dict
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (bounds as their strings); built 100,000 times in a large sweep."""
+        values = list(_point_values(self))
+        values[10], values[11] = values[10].value, values[11].value
+        return dict(zip(SWEEP_POINT_FIELDS, values, strict=True))
+
+
+SWEEP_POINT_FIELDS = tuple(SweepPoint.__dataclass_fields__)
+_point_values = attrgetter(*SWEEP_POINT_FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,15 +274,16 @@ def sweep(
         shape = base.model_copy(update={"input_len": input_len, "output_len": output_len})
         plan = plan_for(m, hw, shape)
         series = []
-        for b in bs:
-            # Every field was validated in `base` and b > 0 in _axis: skip re-validation.
-            est = run(plan, m, hw, shape.model_copy(update={"batch": b}))
-            series.append(_point(est, b, input_len, output_len))
-            warnings.update((n.text, None) for n in est.warnings if n.kind is not NoteKind.MEMORY)
+        for b in bs:  # every field was validated in `base`, and b > 0 in _axis
+            point = infer(plan, hw, Shape(b, input_len, output_len, base.logits))
+            series.append(_point(hw.name, b, input_len, output_len, point))
             if progress is not None:
                 progress(len(points) + len(series), total)
+        note = positions_note(m, shape)  # the memory note becomes the `fits` column instead
+        if note is not None:
+            warnings[note.text] = None
         points += series
-        summaries.append(_summary(plan, hw, shape, series, est))
+        summaries.append(_summary(plan, hw, shape, series, point.memory))
     return SweepResult(
         model=m.name,
         hardware=tuple(hw.name for hw in devices),
@@ -296,10 +306,10 @@ def _devices(hardware: Any) -> tuple[HardwareSpec, ...]:
     return tuple({hw.name: hw for hw in devices}.values())  # each device once, in order
 
 
-def _point(est: Estimate, b: int, input_len: int, output_len: int) -> SweepPoint:
-    gen, mem, dec = est.generation, est.memory, est.decode
+def _point(hardware: str, b: int, input_len: int, output_len: int, point: Inference) -> SweepPoint:
+    gen, mem, decode = point.generation, point.memory, point.totals[1]
     return SweepPoint(  # positional, in field order: a sweep builds up to 100,000
-        est.hardware,
+        hardware,
         b,
         input_len,
         output_len,
@@ -308,9 +318,9 @@ def _point(est: Estimate, b: int, input_len: int, output_len: int) -> SweepPoint
         gen.ttft_s,
         gen.tpot_s,
         gen.e2e_latency_s,
-        dec.intensity,
-        dec.bound,
-        dec.weights_bound,
+        decode.flops / decode.bytes if decode.bytes else 0.0,
+        decode.bound,
+        decode.weights_bound,
         mem.total_bytes,
         mem.capacity_bytes,
         mem.fits,
@@ -318,12 +328,12 @@ def _point(est: Estimate, b: int, input_len: int, output_len: int) -> SweepPoint
 
 
 def _summary(
-    plan, hw: HardwareSpec, w: Workload, series: list[SweepPoint], last: Estimate
+    plan: Plan, hw: HardwareSpec, w: Workload, series: list[SweepPoint], last: MemoryEstimate
 ) -> SweepSummary:
-    """`last` is the series' last estimate: memory.max_batch does not depend on the batch."""
+    """`last` is the memory of the series' last point: max_batch does not depend on the batch."""
     fitting = [p for p in series if p.fits]
     best = max(fitting, key=lambda p: p.output_tokens_per_s) if fitting else None
-    ridge = last.ridge_point
+    ridge = plan.rates.matmul_flops / plan.rates.bandwidth
     context = decode_context(w)
     return SweepSummary(
         hardware=hw.name,
@@ -336,7 +346,7 @@ def _summary(
         weights_knee_batch=next(
             (p.batch for p in series if p.weights_bound is Bound.COMPUTE), None
         ),
-        max_batch=last.memory.max_batch,
+        max_batch=last.max_batch,
         best_batch=best.batch if best else None,
         best_tokens_per_s=best.output_tokens_per_s if best else None,
         largest_swept_batch=series[-1].batch,

@@ -18,8 +18,9 @@ import perfest
 from perfest.cli import cli
 from perfest.errors import SpecError, UnknownNameError
 from perfest.options import progress
+from perfest.render.sweep import knee_sentence
 from perfest.specs import Workload
-from perfest.sweep_cli import PROGRESS_MIN_POINTS, knee_sentence
+from perfest.sweep_cli import PROGRESS_MIN_POINTS
 from perfest.sweeps import SweepPoint, SweepSummary, parse_axis, sweep
 
 POWERS = "1:1024:x2"

@@ -104,7 +104,7 @@ def calibrate(device: str, output: str | None, quick: bool, as_json: bool) -> No
         spec, curves = run(device, quick=quick, progress=advance)
     path = write_spec(spec, output or default_spec_path(device))
     if as_json:
-        from perfest.render import dumps
+        from perfest.export import dumps
 
         click.echo(dumps(spec.model_dump(mode="json")))
     else:

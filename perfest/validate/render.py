@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from perfest.render import seconds, si, to_csv
+from perfest.export import to_csv
+from perfest.render import seconds, si
 from perfest.specs import HardwareSpec
 from perfest.validate.run import Validation
 

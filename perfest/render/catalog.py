@@ -1,0 +1,115 @@
+"""The tables of `perfest list` and `perfest show`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from perfest.render import count, gb, si
+
+
+def catalog_table(kind: str, specs: Sequence[Any]) -> Table:
+    from perfest.parameters import count_parameters
+
+    table = Table(show_edge=False)
+    if kind == "models":
+        for col in ("id", "name", "params", "L", "h", "heads", "kv", "d", "i", "V", "mlp"):
+            table.add_column(col, justify="left" if col in ("id", "name", "mlp") else "right")
+        for m in specs:
+            table.add_row(
+                m.name,
+                m.label,
+                count(count_parameters(m)),
+                str(m.L),
+                str(m.h),
+                str(m.n_h),
+                str(m.n_kv),
+                str(m.d),
+                str(m.i),
+                str(m.V),
+                m.mlp,
+            )
+    else:
+        for col in ("id", "name", "bf16", "fp8", "memory", "bandwidth", "ridge (bf16)"):
+            table.add_column(col, justify="left" if col in ("id", "name") else "right")
+        for hw in specs:
+            fp8 = si(hw.fp8_tflops * 1e12, "FLOP/s") if hw.fp8_tflops else "–"
+            bf16 = si(hw.bf16_tflops * 1e12, "FLOP/s") if hw.bf16_tflops else "–"
+            ridge = f"{hw.ridge_point('bf16'):,.0f}" if hw.bf16_tflops else "–"
+            table.add_row(
+                hw.name,
+                hw.label,
+                bf16,
+                fp8,
+                gb(hw.memory_bytes),
+                si(hw.memory_bandwidth, "B/s"),
+                ridge,
+            )
+    return table
+
+
+def _facts(rows: Iterable[tuple[str, str]]) -> Table:
+    table = Table(show_header=False, show_edge=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def show_model(m: Any, console: Console) -> None:
+    from perfest.parameters import count_parameters, parameter_breakdown
+
+    total = count_parameters(m)
+    parts = ", ".join(f"{k} {count(v)}" for k, v in parameter_breakdown(m).items())
+    console.print(
+        _facts(
+            [
+                ("model", f"{m.name} ({m.label})"),
+                ("parameters", f"{total:,} ({count(total)}): {parts}"),
+                ("layers L", str(m.L)),
+                ("hidden h", str(m.h)),
+                ("heads n_h / n_kv", f"{m.n_h} / {m.n_kv} ({m.attention_kind})"),
+                ("head dim d", str(m.d)),
+                ("intermediate i", f"{m.i} ({m.mlp}, {m.activation})"),
+                ("vocab V", str(m.V)),
+                (
+                    "norm, positions",
+                    f"{m.norm}, {m.position}"
+                    + (f" (rotary dim {m.rope_dim})" if m.rope_dim and m.rope_dim != m.d else ""),
+                ),
+                ("block", "parallel attention + MLP" if m.parallel_block else "sequential"),
+                ("tied embeddings", "yes" if m.tied_embeddings else "no"),
+                ("max positions", str(m.max_position_embeddings)),
+                ("aliases", ", ".join(m.aliases) or "–"),
+                ("source", m.source or "–"),
+            ]
+        )
+    )
+
+
+def show_hardware(hw: Any, console: Console) -> None:
+    peaks = ", ".join(f"{dt} {si(hw.peak_flops(dt), 'FLOP/s')}" for dt in hw.dtypes)
+    rows = [
+        ("device", f"{hw.name} ({hw.label})"),
+        ("vendor", hw.vendor or "–"),
+        ("dense peaks", peaks),
+        ("memory", f"{gb(hw.memory_bytes)} at {si(hw.memory_bandwidth, 'B/s')}"),
+        ("ridge points", ", ".join(f"{dt} {hw.ridge_point(dt):,.0f} FLOP/B" for dt in hw.dtypes)),
+        (
+            "interconnect",
+            f"{hw.interconnect or '–'}, {si(hw.interconnect_bandwidth, 'B/s')} "
+            f"per direction, α = {hw.interconnect_latency_us:g} µs",
+        ),
+        ("compute units", str(hw.compute_units)),
+        ("efficiency", f"compute {hw.compute_efficiency:.0%}, memory {hw.memory_efficiency:.0%}"),
+        ("kernel launch", f"{hw.kernel_launch_us:g} µs"),
+        ("aliases", ", ".join(hw.aliases) or "–"),
+        ("source", hw.source or "–"),
+    ]
+    if hw.calibration:
+        rows.append(("calibration", ", ".join(f"{k}: {v}" for k, v in hw.calibration.items())))
+    console.print(_facts(rows))

@@ -1,0 +1,109 @@
+"""The tables of `perfest estimate`: phases, the generation, memory, and the per-op rows."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from perfest.render import bound_style, count, gb, intensity, seconds, si
+from perfest.results import Estimate, PhaseEstimate
+
+
+def phase_table(phase: PhaseEstimate, title: str) -> Table:
+    table = Table(title=title, title_justify="left", show_edge=False)
+    for col in ("op", "×", "FLOPs", "bytes", "FLOP/B", "time", "roofline", "bound", "share"):
+        table.add_column(col, justify="left" if col in ("op", "bound") else "right")
+    for op in phase.layers:
+        share = op.time_s / phase.time_s if phase.time_s else 0.0
+        table.add_row(
+            op.name,
+            str(op.count),
+            si(op.flops),
+            si(op.bytes, "B"),
+            intensity(op.intensity),
+            seconds(op.time_s),
+            seconds(op.roofline_time_s),
+            bound_style(op.bound),
+            f"{share:.0%}",
+        )
+    table.add_section()
+    table.add_row(
+        "total",
+        "",
+        si(phase.flops),
+        si(phase.bytes, "B"),
+        intensity(phase.intensity),
+        seconds(phase.time_s),
+        seconds(phase.roofline_time_s),
+        bound_style(phase.bound),
+        "",
+    )
+    return table
+
+
+def render_estimate(est: Estimate, console: Console, layers: bool = False) -> None:
+    w = est.workload
+    mem, gen = est.memory, est.generation
+    console.print(
+        f"[bold]{est.model}[/] on [bold]{est.hardware}[/]"
+        + (f" ×{w.tp} (tensor parallel)" if w.tp > 1 else "")
+        + f" · batch {w.batch} · {w.input_len} in / {w.output_len} out · {w.dtype}"
+        + (f", weights {w.weight_dtype}" if w.weight_dtype else "")
+        + (f", KV {w.kv_dtype}" if w.kv_dtype else "")
+    )
+    console.print(
+        f"{count(est.parameters)} parameters · ridge point {est.ridge_point:,.0f} FLOP/B · "
+        f"efficiency: compute {est.compute_efficiency:.0%}, memory {est.memory_efficiency:.0%}"
+    )
+    table = Table(show_edge=False, title_justify="left")
+    for col in (
+        "phase",
+        "tokens",
+        "context",
+        "FLOPs",
+        "bytes",
+        "FLOP/B",
+        "predicted",
+        "roofline",
+        "overhead",
+        "bound",
+    ):
+        table.add_column(col, justify="left" if col in ("phase", "bound") else "right")
+    for phase in est.phases:
+        table.add_row(
+            phase.phase,
+            str(phase.batch * phase.query_len),
+            str(phase.context_len),
+            si(phase.flops),
+            si(phase.bytes, "B"),
+            intensity(phase.intensity),
+            seconds(phase.time_s),
+            seconds(phase.roofline_time_s),
+            seconds(phase.overhead_s),
+            bound_style(phase.bound),
+        )
+    console.print(table)
+    gen_table = Table(show_edge=False, show_header=True)
+    for col in ("", "predicted", "roofline bound"):
+        gen_table.add_column(col, justify="left" if not col else "right")
+    gen_table.add_row("time to first token", seconds(gen.ttft_s), seconds(gen.roofline_ttft_s))
+    gen_table.add_row("time per output token", seconds(gen.tpot_s), seconds(gen.roofline_tpot_s))
+    gen_table.add_row("end-to-end latency", seconds(gen.e2e_latency_s), "")
+    gen_table.add_row(
+        "output tokens/s (batch)",
+        f"{gen.output_tokens_per_s:,.1f}",
+        f"{gen.roofline_output_tokens_per_s:,.1f}",
+    )
+    gen_table.add_row("tokens/s per sequence", f"{gen.per_sequence_tokens_per_s:,.1f}", "")
+    console.print(gen_table)
+    fits = "[green]fits[/]" if mem.fits else "[red]does not fit[/]"
+    console.print(
+        f"memory per device: weights {gb(mem.weights_bytes)} + KV cache "
+        f"{gb(mem.kv_cache_bytes)} + activations {gb(mem.activation_bytes)} = "
+        f"{gb(mem.total_bytes)} of {gb(mem.capacity_bytes)} — {fits} "
+        f"(largest batch that fits: {mem.max_batch})"
+    )
+    if layers:
+        console.print(phase_table(est.prefill, "prefill, per op"))
+        title = f"decode step at context {est.decode.context_len}, per op"
+        console.print(phase_table(est.decode, title))
