@@ -8,10 +8,12 @@ import io
 import json
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfest.results import OP_FIELDS, Estimate
-from perfest.sweeps import SWEEP_POINT_FIELDS, SweepResult
+
+if TYPE_CHECKING:
+    from perfest.sweeps import SweepResult
 
 
 def dumps(data: Any, indent: int | None = 2) -> str:
@@ -51,6 +53,7 @@ def estimate_csv(est: Estimate) -> str:
 
 def sweep_csv(result: SweepResult) -> str:
     """One row per point, every SweepPoint field."""
+    from perfest.sweeps import SWEEP_POINT_FIELDS
     return to_csv(
         SWEEP_POINT_FIELDS, ([getattr(p, c) for c in SWEEP_POINT_FIELDS] for p in result.points)
     )
