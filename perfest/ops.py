@@ -63,6 +63,10 @@ class Axis(StrEnum):
     """The parallel dimension a collective runs over; the network decides its link."""
 
     TP = "tp"
+    PP = "pp"
+    DP = "dp"
+    CP = "cp"
+    EP = "ep"
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,14 +30,20 @@ from perfest.specs import HardwareSpec, ModelConfig
 
 @dataclass(frozen=True, slots=True)
 class Layout:
-    """How devices are divided. Inference uses tensor parallelism; the training and MoE work
-    add pipeline, data, context and expert parallelism and ZeRO here."""
+    """How devices are divided: tensor (tp), pipeline (pp), data (dp), context (cp) and expert
+    (ep) parallelism. Ranks are numbered tp fastest, then cp, then dp, then pp (Megatron's
+    order), so a tp group is `tp` neighbouring devices and a dp group's ranks are tp·cp apart;
+    expert parallelism reuses the data-parallel (and tensor) ranks of the MoE layers."""
 
     tp: int = 1
+    pp: int = 1
+    dp: int = 1
+    cp: int = 1
+    ep: int = 1
 
     @property
     def devices(self) -> int:
-        return self.tp
+        return self.tp * self.pp * self.dp * self.cp
 
 
 @dataclass(frozen=True, slots=True)

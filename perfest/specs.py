@@ -83,6 +83,12 @@ class ModelConfig(BaseModel):
     parallel_block: bool = False
     max_position_embeddings: int = Field(default=2048, gt=0)
 
+    # --- Mixture of experts (perfest.layers.moe) -------------------------------------------
+
+    # --- Attention variants: sliding windows, multi-head latent attention ------------------
+
+    # --- Encoders and encoder-decoders -------------------------------------------------------
+
     @model_validator(mode="after")
     def _check_shapes(self) -> ModelConfig:
         if self.head_dim is None and self.hidden_size % self.num_heads:
