@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 
 def kv_bytes_per_sequence(plan: Plan, context: int) -> float:
-    """K and V for `context` tokens of one sequence, on each device."""
-    return plan.kv_bytes_per_token * context
+    """K and V for `context` tokens of one sequence, on each device (a windowed layer keeps
+    min(context, window) tokens)."""
+    return plan.kv_bytes(context)
 
 
 def activation_coefficients(ctx: Ctx, act: float | None = None) -> tuple[float, float, float]:
@@ -59,11 +60,15 @@ def _activations(prefill: Point, per_token: float, per_token2: float, per_logit:
 
 
 def memory_estimate(plan: Plan, hw: HardwareSpec, w: Workload, prefill: Point) -> MemoryEstimate:
+    """With data-parallel attention over g groups a device holds the caches and activations of
+    its group's ⌈b/g⌉ sequences."""
     weights = plan.weight_bytes
-    kv_seq = plan.kv_bytes_per_token * (w.input_len + w.output_len)
+    kv_seq = plan.kv_bytes(w.input_len + w.output_len)
     act_seq = _activations(prefill, *plan.activations)
-    kv, act = kv_seq * w.batch, act_seq * w.batch
+    g = plan.groups
+    held = w.batch if g == 1 else -(-w.batch // g)
+    kv, act = kv_seq * held, act_seq * held
     total = weights + kv + act
     capacity = hw.memory_bytes
-    max_batch = max(0, floor((capacity - weights) / (kv_seq + act_seq)))
+    max_batch = g * max(0, floor((capacity - weights) / (kv_seq + act_seq)))
     return MemoryEstimate(weights, kv, act, total, capacity, total <= capacity, max_batch)

@@ -54,13 +54,15 @@ def test_memory_weights_are_the_weights_the_ops_read(name, tp):
                 held[access.tensor] = row.count
     assert est.memory.weights_bytes == sum(n * t.nbytes.value() for t, n in held.items())
     # 2. a decode step reads every matmul weight whole, at the widths its tensor declares: the
-    #    op's own access (k·n from its dimensions) and the tensor's shape agree
-    point = decode_point(w)._asdict()
+    #    op's own access (k·n from its dimensions) and the tensor's shape agree; of a bank of
+    #    routed experts it reads the touched ones, e_t of the E_l held
+    env = est.decode.plan.env(decode_point(w))
     for row in decode:
         g = row.op.gemm
         if g is not None and g.b.role is Role.WEIGHT:
             read = next(a for a in row.op.reads if a.tensor is g.b)
-            assert read.elements.value(point) == g.b.elements.value(), row.op.name
+            share = env["e_t"] / g.b.shape[0].value() if g.b.routed else 1
+            assert read.elements.value(env) == pytest.approx(g.b.elements.value() * share)
 
 
 def test_kv_heads_replicated_past_their_count_are_held_on_every_device():
