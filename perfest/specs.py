@@ -229,6 +229,8 @@ class ModelConfig(BaseModel):
 
     @property
     def attention_kind(self) -> str:
+        if self.mla:
+            return "MLA (latent)"
         if self.n_kv == self.n_h:
             return "MHA"
         return "MQA" if self.n_kv == 1 else f"GQA ({self.n_h // self.n_kv} q/kv)"
@@ -241,7 +243,8 @@ class ModelConfig(BaseModel):
 def _moe_problem(m: ModelConfig) -> str | None:
     """The first inconsistency among the mixture-of-experts fields, as one line (or None)."""
     if not m.moe:
-        extra = [name for name in _MOE_ONLY if getattr(m, name) not in (None, 0, False, 1)]
+        fields = type(m).model_fields
+        extra = [name for name in _MOE_ONLY if getattr(m, name) != fields[name].default]
         if m.experts_per_token is not None:
             extra.insert(0, "experts_per_token")
         return f"{extra[0]}: only a mixture of experts has it; set num_experts" if extra else None

@@ -171,6 +171,11 @@ class Ctx:
             self.scope + name, Role.WEIGHT, _shape(shape), dt.expert, dt.expert_size, routed=True
         )
 
+    def expert_bias(self, name: str, *shape: Expr | int) -> Tensor:
+        """A bank of routed experts' biases, in the activation dtype (`routed`, as the weights)."""
+        dt = self.dt
+        return Tensor(self.scope + name, Role.WEIGHT, _shape(shape), dt.act, dt.act_size, True)
+
     def kv_cache(self, name: str, *shape: Expr | int) -> Tensor:
         return Tensor(self.scope + name, Role.KV_CACHE, _shape(shape), self.dt.kv, self.dt.kv_size)
 

@@ -180,7 +180,7 @@ def _experts(ctx: Ctx, touched: tuple, sizes: tuple) -> list[Op]:
 
     def bank(name: str, a: Tensor, c: Tensor, k_dim, n_dim) -> Op:
         weights = ctx.expert_weight(f"experts.{name}.weight", E_l, k_dim, n_dim)
-        bias = ctx.bias(f"experts.{name}.bias", E_l, n_dim) if m.mlp_bias else None
+        bias = ctx.expert_bias(f"experts.{name}.bias", E_l, n_dim) if m.mlp_bias else None
         return matmul(name, Group.MLP, a, weights, c, m=m_e, k=k_dim, n=n_dim, batch=e_t,
                       b_batch=e_t, bias=bias)  # fmt: skip
 
