@@ -495,8 +495,10 @@ class Plan:
                 tm += cdq * M[idq] * mt
             y = y1 * M[j1] + y2 * M[j2] + y3 * M[j3]
             tb = y * ibmc
-            if bt == 1 and (rowc or ibgc):  # a single product streams its weights (CPU BLAS)
-                tb += n * rowc
+            if (bt == 1 or is_weight) and (rowc or ibgc):
+                # a single product streams its weights (CPU BLAS); so does each of a grouped
+                # GEMM's products with its own weights (routed experts: bt = e_t of them)
+                tb += n * rowc * bt
                 if ibgc and m > 1:
                     packed = y * ibgc
                     if packed > tb:

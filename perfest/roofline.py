@@ -42,7 +42,10 @@ leaves its GEMV kernel for its packed GEMM, which copies each weight panel into 
 before using it, so skinny products stream weights at a lower rate (~13 GB/s there). Each form
 is non-decreasing in m and the max of them is too, so time never drops as the batch grows; at
 large m the compute term wins anyway. Batched products (attention's per-head q·kᵀ, ·v) run in a
-fused attention kernel, not a BLAS GEMV, and keep the plain memory term.
+fused attention kernel, not a BLAS GEMV, and keep the plain memory term. A grouped GEMM of
+routed experts (perfest.layers.moe) is e_t products, each streaming its own expert's weights:
+each pays the per-row term (e_t·n·t_row) and, with m_e ≥ 2 rows, the packed rate — the same
+physics as a single product, e_t times (a CPU runs them as separate BLAS calls).
 
 padded_FLOPs — small-shape efficiency (NVIDIA, "Matrix Multiplication Background User's Guide":
 tile and wave quantization). A GEMM runs in output tiles of Tm×Tn; a partial tile costs a full

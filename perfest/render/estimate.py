@@ -6,17 +6,26 @@ from rich.console import Console
 from rich.table import Table
 
 from perfest.render import bound_style, count, gb, intensity, seconds, si
-from perfest.results import Estimate, PhaseEstimate
+from perfest.results import Estimate, OpEstimate, PhaseEstimate
+
+
+def _op_label(segment: str, name: str) -> str:
+    """An op's name, with its decoder segment's kind where a model has several ("moe: qkv_proj",
+    "window: attn_scores")."""
+    if segment.startswith("decoder."):
+        return f"{segment.removeprefix('decoder.')}: {name}"
+    return name
 
 
 def phase_table(phase: PhaseEstimate, title: str) -> Table:
     table = Table(title=title, title_justify="left", show_edge=False)
     for col in ("op", "×", "FLOPs", "bytes", "FLOP/B", "time", "roofline", "bound", "share"):
         table.add_column(col, justify="left" if col in ("op", "bound") else "right")
-    for op in phase.layers:
+    for row in phase.rows:
+        op = OpEstimate.of(row)
         share = op.time_s / phase.time_s if phase.time_s else 0.0
         table.add_row(
-            op.name,
+            _op_label(row.segment, op.name),
             str(op.count),
             si(op.flops),
             si(op.bytes, "B"),
