@@ -134,10 +134,21 @@ class MoE(nn.Module):
             return
         weights, ids = scores.topk(self.k, dim=-1)  # [T, k]
         weights = weights / weights.sum(dim=-1, keepdim=True)
-        for expert in range(self.E):
-            token, slot = (ids == expert).nonzero(as_tuple=True)
-            if token.numel():
-                yield (expert,), token.unsqueeze(0), weights[token, slot].view(1, -1, 1)
+        # one sort groups the T·k assignments by expert; only the touched experts run
+        flat = ids.reshape(-1)
+        order = flat.argsort(stable=True)
+        counts = torch.bincount(flat, minlength=self.E).tolist()
+        rows, slot_weights = order // self.k, weights.reshape(-1)[order]
+        start = 0
+        for expert, n in enumerate(counts):
+            if n:
+                end = start + n
+                yield (
+                    (expert,),
+                    rows[start:end].unsqueeze(0),
+                    slot_weights[start:end].view(1, -1, 1),
+                )
+                start = end
 
 
 class Absorb(nn.Module):
