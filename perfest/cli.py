@@ -141,7 +141,11 @@ def show(kind: str, name: str, as_json: bool) -> None:
     if kind == "model":
         spec = catalog.load_model(name)
         if as_json:
-            from perfest.parameters import count_parameters, parameter_breakdown
+            from perfest.parameters import (
+                active_parameters,
+                count_parameters,
+                parameter_breakdown,
+            )
 
             data = spec.model_dump(mode="json")
             data.update(
@@ -150,6 +154,7 @@ def show(kind: str, name: str, as_json: bool) -> None:
                 head_dim=spec.d,
                 num_kv_heads=spec.n_kv,
             )
+            data["active_parameters"] = active_parameters(spec)  # per token (k of E experts)
             click.echo(dumps(data))
         else:
             show_model(spec, stdout())

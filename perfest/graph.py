@@ -3,8 +3,14 @@
     decoder-only   embedding ×1 → decoder ×L → head ×1
 
 Later architectures are more segments, not new code paths: dense-first-then-MoE layers, an
-encoder stack and a decoder stack, alternating local and global attention (a segment whose
-layer is the repeating pair). A segment's ops are costed once and multiplied by its count.
+encoder stack and a decoder stack, alternating local and global attention. A segment's ops are
+costed once and multiplied by its count. A decoder's layers are grouped by kind — dense or
+mixture-of-experts, windowed or global attention (ModelConfig.layer_kinds) — into one segment
+per kind, in order of first appearance; interleaved layers (gpt-oss's alternating windows)
+become two segments, since every cost is a sum over layers and the order does not change it.
+
+    DeepSeek-V3    embedding ×1 → decoder.dense ×3 → decoder.moe ×58 → head ×1
+    gpt-oss        embedding ×1 → decoder.window ×L/2 → decoder.global ×L/2 → head ×1
 
 The graph is also the one owner of what a device holds: its weight tensors (summed here for
 memory and, at tp = 1, for the parameter count) and its KV-cache tensors.
@@ -13,12 +19,12 @@ memory and, at tp = 1, for the parameter count) and its KV-cache tensors.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from perfest.layers import Ctx, decoder_block
 from perfest.layers.embedding import embedding_ops, head_ops, token_table
 from perfest.ops import Op, Role, Tensor
-from perfest.symbols import b, s, t
+from perfest.symbols import Derived, Expr, b, derived_in, s
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,21 +73,66 @@ class Graph:
         )
 
     def kv_bytes_per_token(self) -> float:
-        """KV-cache bytes one token of one sequence adds on this device, all layers."""
-        env = {b.name: 1, t.name: 1}
+        """KV-cache bytes one token of one sequence adds on this device, all layers (within
+        the sliding window of a windowed layer)."""
+        return self.kv_bytes(1)
+
+    def kv_bytes(self, context: int) -> float:
+        """KV-cache bytes of one sequence of `context` tokens on this device, all layers: a
+        windowed layer keeps min(context, window) of them."""
+        env = {"b": 1, "s": 1, "t": context, "s_logits": 1}
         return sum(
             n * tensor.nbytes.value(env) for tensor, n in self.tensors(Role.KV_CACHE).items()
         )
+
+    @property
+    def derived(self) -> tuple[Derived, ...]:
+        """The derived symbols the ops are written in (perfest.symbols), each once."""
+        return derived_in(expr for _, op in self.ops() for expr in op_exprs(op))
+
+
+def op_exprs(op: Op) -> Iterator[Expr]:
+    """Every expression an op is written in."""
+    yield op.flops
+    yield op.dequant
+    for access in (*op.reads, *op.writes):
+        yield access.elements
+        yield from access.tensor.shape
+    if op.gemm is not None:
+        g = op.gemm
+        yield from (g.m, g.k, g.n, g.batch, g.b_batch)
+    if op.collective is not None:
+        yield op.collective.message
 
 
 def build_graph(ctx: Ctx) -> Graph:
     """The segments of `ctx.model` (a decoder-only transformer)."""
     tokens = token_table(ctx)
     x = ctx.act("x", b * s, ctx.h)  # the residual stream
+    kinds = ctx.model.layer_kinds()
+    counts: dict[tuple[bool, bool], int] = {}
+    for kind in kinds:  # in order of first appearance
+        counts[kind] = counts.get(kind, 0) + 1
+    decoders = []
+    for kind, n in counts.items():
+        name = _segment_name(kind, counts)
+        scoped = replace(ctx, scope=f"{name}.") if len(counts) > 1 else ctx
+        decoders.append(Segment(name, tuple(decoder_block(scoped, *kind)), n))
     return Graph(
         (
             Segment("embedding", tuple(embedding_ops(ctx, tokens, x)), 1),
-            Segment("decoder", tuple(decoder_block(ctx)), ctx.model.L),
+            *decoders,
             Segment("head", tuple(head_ops(ctx, tokens, x)), 1),
         )
     )
+
+
+def _segment_name(kind: tuple[bool, bool], counts: dict) -> str:
+    """ "decoder", with .dense/.moe and .window/.global where the model mixes them."""
+    moe, window = kind
+    parts = ["decoder"]
+    if len({k[0] for k in counts}) > 1:
+        parts.append("moe" if moe else "dense")
+    if len({k[1] for k in counts}) > 1:
+        parts.append("window" if window else "global")
+    return ".".join(parts)

@@ -1,8 +1,12 @@
 """Reading a Hugging Face `config.json` (offline) into a ModelConfig.
 
-Supported `model_type`s: llama, mistral, qwen2, gemma, phi3, gpt2, falcon, gptj. Each maps its
-own field names onto perfest's; what a family fixes by construction (GPT-2's biases, Qwen2's
-q/k/v bias, GPT-J's parallel block) is set here, not read.
+Supported `model_type`s: llama, mistral, qwen2, gemma, phi3, gpt2, falcon, gptj, and the
+mixtures of experts mixtral, qwen2_moe, qwen3_moe, deepseek_v2, deepseek_v3, gpt_oss. Each maps
+its own field names onto perfest's; what a family fixes by construction (GPT-2's biases,
+Qwen2's q/k/v bias, GPT-J's parallel block, Qwen2-MoE's shared-expert gate, gpt-oss's router
+and expert biases and attention sinks) is set here, not read. Layouts perfest cannot express
+(per-layer lists of dense layers, MoE every n-th layer in DeepSeek's convention, Qwen's
+per-layer sliding windows, irregular gpt-oss layer types) are refused in one line.
 """
 
 from __future__ import annotations
@@ -129,9 +133,125 @@ def _falcon(c: dict, where: str) -> dict:
     )
 
 
+def _window(c: dict) -> dict:
+    """Mistral and Mixtral: a sliding window on every layer (null: full attention)."""
+    window = c.get("sliding_window")
+    return {"sliding_window": window} if window else {}
+
+
+def _mistral(c: dict, where: str) -> dict:
+    return {**_llama_like(c, where), **_window(c)}
+
+
+def _mixtral(c: dict, where: str) -> dict:
+    """Mistral's fields; every layer a mixture of num_local_experts experts of
+    intermediate_size, top num_experts_per_tok by softmax."""
+    return {
+        **_mistral(c, where),
+        "num_experts": c.get("num_local_experts"),
+        "experts_per_token": c.get("num_experts_per_tok"),
+    }
+
+
+def _qwen_moe(c: dict, where: str) -> dict:
+    """Qwen2-MoE and Qwen3-MoE: MoE on every decoder_sparse_step-th layer; Qwen2-MoE adds a
+    shared expert with a sigmoid gate (and q/k/v biases), Qwen3-MoE a per-head QK-norm."""
+    kind = c["model_type"]
+    if c.get("mlp_only_layers"):
+        raise UnsupportedError(f"{where}: mlp_only_layers: per-layer dense lists are not supported")
+    if c.get("use_sliding_window"):
+        raise UnsupportedError(
+            f"{where}: use_sliding_window: Qwen's per-layer windows are not supported"
+        )
+    fields = {
+        **_llama_like(c, where),
+        "num_experts": c.get("num_experts"),
+        "experts_per_token": c.get("num_experts_per_tok"),
+        "expert_intermediate_size": c.get("moe_intermediate_size"),
+        "moe_layer_frequency": c.get("decoder_sparse_step", 1),
+    }
+    if kind == "qwen2_moe":
+        fields["qkv_bias"] = True
+        shared = c.get("shared_expert_intermediate_size")
+        if shared:
+            fields.update(shared_expert_intermediate_size=shared, shared_expert_gate=True)
+    else:
+        fields["qk_norm"] = True
+    return fields
+
+
+def _deepseek(c: dict, where: str) -> dict:
+    """DeepSeek-V2 and V3: latent attention, first_k_dense_replace dense layers then MoE
+    (DeepSeekMoE: n_shared_experts shared experts of moe_intermediate_size each). The V3
+    checkpoint's multi-token-prediction layer (num_nextn_predict_layers) is not modelled."""
+    if c.get("moe_layer_freq", 1) != 1:
+        raise UnsupportedError(f"{where}: moe_layer_freq: MoE on every n-th layer (n > 1) in "
+                               "DeepSeek's convention is not supported")  # fmt: skip
+    fields = _llama_like(c, where)
+    fields.update(
+        num_kv_heads=None,
+        num_experts=c.get("n_routed_experts"),
+        experts_per_token=c.get("num_experts_per_tok"),
+        expert_intermediate_size=c.get("moe_intermediate_size"),
+        shared_experts=c.get("n_shared_experts") or 0,
+        first_dense_layers=c.get("first_k_dense_replace", 0),
+        router_scoring=c.get("scoring_func", "softmax"),
+        router_bias=c.get("topk_method") == "noaux_tc",  # e_score_correction_bias
+        q_lora_rank=c.get("q_lora_rank"),
+        kv_lora_rank=c.get("kv_lora_rank"),
+        qk_nope_head_dim=c.get("qk_nope_head_dim"),
+        qk_rope_head_dim=c.get("qk_rope_head_dim"),
+        v_head_dim=c.get("v_head_dim"),
+    )
+    fields.pop("rotary_dim", None)
+    return fields
+
+
+def _gpt_oss(c: dict, where: str) -> dict:
+    """gpt-oss: every layer a mixture of experts with biases (router too), attention sinks,
+    q/k/v and output biases, windows on the sliding_attention layers of `layer_types`, MXFP4
+    experts when quantization_config says so."""
+    fields = {
+        **_llama_like(c, where),
+        "qkv_bias": True,
+        "out_bias": True,
+        "mlp_bias": True,
+        "num_experts": c.get("num_local_experts"),
+        "experts_per_token": c.get("num_experts_per_tok") or c.get("experts_per_token"),
+        "router_bias": True,
+        "attention_sinks": True,
+        "sliding_window": c.get("sliding_window"),
+        "global_attention_every": _global_every(c.get("layer_types"), where),
+    }
+    quant = c.get("quantization_config") or {}
+    if quant.get("quant_method") == "mxfp4":
+        fields["expert_weight_dtype"] = "mxfp4"
+    return fields
+
+
+def _global_every(layer_types: list | None, where: str) -> int | None:
+    """n when every n-th layer ((l + 1) % n == 0) is full attention and the rest slide; None
+    when all slide."""
+    if not layer_types:
+        return None
+    full = [i for i, kind in enumerate(layer_types) if kind == "full_attention"]
+    if not full:
+        return None
+    n = full[0] + 1
+    if full != list(range(n - 1, len(layer_types), n)):
+        raise UnsupportedError(f"{where}: layer_types: only every n-th layer global is supported")
+    return n
+
+
 _READERS = {
     "llama": _llama_like,
-    "mistral": _llama_like,
+    "mistral": _mistral,
+    "mixtral": _mixtral,
+    "qwen2_moe": _qwen_moe,
+    "qwen3_moe": _qwen_moe,
+    "deepseek_v2": _deepseek,
+    "deepseek_v3": _deepseek,
+    "gpt_oss": _gpt_oss,
     "qwen2": _llama_like,
     "gemma": _llama_like,
     "phi3": _llama_like,
@@ -152,7 +272,14 @@ def model_from_hf_config(config: dict, where: str = "config.json", name: str = "
         known = ", ".join(sorted(k for k in _READERS if k.islower()))
         raise UnsupportedError(f"{where}: model_type: '{kind}' is not supported (known: {known})")
     fields = _READERS[kind](config, where)
-    missing = [key for key, value in fields.items() if value is None and key != "head_dim"]
+    optional = (
+        "head_dim",
+        "q_lora_rank",
+        "num_kv_heads",
+        "sliding_window",
+        "global_attention_every",
+    )
+    missing = [key for key, value in fields.items() if value is None and key not in optional]
     if missing:
         raise SpecFileError(f"{where}: missing field for {kind}: {missing[0]}")
     fields = {key: value for key, value in fields.items() if value is not None}

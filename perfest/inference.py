@@ -97,7 +97,7 @@ class Inference(NamedTuple):
 def infer(plan: Plan, hw: HardwareSpec, w: Workload | Shape) -> Inference:
     """Evaluate the phases of INFERENCE on a compiled plan, then memory and the generation."""
     points = (prefill_point(w), decode_point(w))  # INFERENCE's, unrolled: sweeps call this
-    prefill, decode = plan.evaluate(points[0]), plan.evaluate(points[1])
+    prefill, decode = plan.evaluate(points[0]), plan.for_phase("decode").evaluate(points[1])
     memory = memory_estimate(plan, hw, w, points[0])
     return Inference(points, (prefill, decode), memory, generation(w, prefill, decode))
 
@@ -143,7 +143,7 @@ def run(plan: Plan, model: ModelConfig, hw: HardwareSpec, w: Workload) -> Estima
     """Evaluate the inference phases of `w` on a compiled plan, as an Estimate."""
     points, totals, memory, gen = infer(plan, hw, w)
     phases = tuple(
-        PhaseEstimate(spec.name, point, total, plan)
+        PhaseEstimate(spec.name, point, total, plan.for_phase(spec.name))
         for spec, point, total in zip(INFERENCE, points, totals, strict=True)
     )
     notes = tuple(n for n in (memory_note(hw, memory), positions_note(model, w)) if n)
@@ -174,7 +174,8 @@ def estimate(
 
     `model` and `hardware` are catalog names, file paths, or loaded specs; the workload is a
     `Workload` or its fields as keywords (batch, input_len, output_len, dtype, weight_dtype,
-    kv_dtype, tp, logits, attention, compute_efficiency, memory_efficiency).
+    kv_dtype, tp, logits, attention, compute_efficiency, memory_efficiency, ep, dp_attention,
+    experts_touched, mla).
     """
     m, hw = load_model(model), load_hardware(hardware)
     w = make_workload(workload, **fields)

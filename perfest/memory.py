@@ -8,6 +8,9 @@
                  2·L·n_kv·d·kv with n_kv the device's share, replicated if n_kv < tp)
     activations  the largest live set of one prefill layer, per device:
                  b·s·(2h + max((n_h + 2·n_kv)·d, (2 if gated else 1)·i))·act
+                 (a mixture of experts: also k·(h + (2 if gated else 1)·i_e)/tp per token, the
+                 routed rows and their intermediates — T·k/ep rows of i_e/(tp/ep) per device,
+                 or with data-parallel attention the whole batch's, ep/tp groups of them)
                  (+ b·n_h·s·s·act for eager attention's score matrix)
                  + b·s_logits·V·4 (fp32 logits)
 Framework overheads (CUDA context, allocator fragmentation, serving engines' pre-allocation)
@@ -28,8 +31,9 @@ if TYPE_CHECKING:
 
 
 def kv_bytes_per_sequence(plan: Plan, context: int) -> float:
-    """K and V for `context` tokens of one sequence, on each device."""
-    return plan.kv_bytes_per_token * context
+    """K and V for `context` tokens of one sequence, on each device (a windowed layer keeps
+    min(context, window) tokens)."""
+    return plan.kv_bytes(context)
 
 
 def activation_coefficients(ctx: Ctx, act: float | None = None) -> tuple[float, float, float]:
@@ -38,7 +42,10 @@ def activation_coefficients(ctx: Ctx, act: float | None = None) -> tuple[float, 
     default the activation dtype): the formula in the module docstring."""
     m, sh = ctx.model, ctx.shard
     act = ctx.dt.act_size if act is None else act
-    widest = max((sh.n_h + 2 * sh.n_kv) * m.d, (2 if m.mlp == "gated" else 1) * sh.i)
+    gated = 2 if m.mlp == "gated" else 1
+    widest = max((sh.n_h + 2 * sh.n_kv) * m.d, gated * sh.i)
+    if m.moe:
+        widest = max(widest, m.experts_per_token * (m.h + gated * m.i_e) / sh.tp)
     per_token = (2 * m.h + widest) * act
     per_token2 = 0.0 if ctx.flash else sh.n_h * act
     return per_token, per_token2, sh.V * 4.0
@@ -59,11 +66,15 @@ def _activations(prefill: Point, per_token: float, per_token2: float, per_logit:
 
 
 def memory_estimate(plan: Plan, hw: HardwareSpec, w: Workload, prefill: Point) -> MemoryEstimate:
+    """With data-parallel attention over g groups a device holds the caches and activations of
+    its group's ⌈b/g⌉ sequences."""
     weights = plan.weight_bytes
-    kv_seq = plan.kv_bytes_per_token * (w.input_len + w.output_len)
+    kv_seq = plan.kv_bytes(w.input_len + w.output_len)
     act_seq = _activations(prefill, *plan.activations)
-    kv, act = kv_seq * w.batch, act_seq * w.batch
+    g = plan.groups
+    held = w.batch if g == 1 else -(-w.batch // g)
+    kv, act = kv_seq * held, act_seq * held
     total = weights + kv + act
     capacity = hw.memory_bytes
-    max_batch = max(0, floor((capacity - weights) / (kv_seq + act_seq)))
+    max_batch = g * max(0, floor((capacity - weights) / (kv_seq + act_seq)))
     return MemoryEstimate(weights, kv, act, total, capacity, total <= capacity, max_batch)

@@ -57,6 +57,7 @@ class CollectiveKind(StrEnum):
     ALL_REDUCE = "all-reduce"
     ALL_GATHER = "all-gather"
     REDUCE_SCATTER = "reduce-scatter"
+    ALL_TO_ALL = "all-to-all"  # expert dispatch and combine (perfest.layers.moe)
 
 
 class Axis(StrEnum):
@@ -73,13 +74,15 @@ class Axis(StrEnum):
 class Tensor:
     """A tensor on one device: its role, shape (symbols), storage dtype and bytes per element
     (quantization scales included). Two ops that name the same Tensor share it (a tied
-    embedding and LM head)."""
+    embedding and LM head). `routed`: a bank of routed experts (first dimension), of which a
+    token uses k of E (perfest.layers.moe; active parameters count k/E of it)."""
 
     name: str
     role: Role
     shape: tuple[Expr, ...]
     dtype: str
     itemsize: float
+    routed: bool = False
 
     @property
     def elements(self) -> Expr:
@@ -124,9 +127,12 @@ class Gemm:
 
 @dataclass(frozen=True, slots=True)
 class Collective:
-    """A ring collective among `peers` devices of a parallel `axis`, over a message of
-    `message` bytes per device. Wire bytes each device sends: all-reduce 2(N−1)/N of the
-    message (2(N−1) steps), all-gather and reduce-scatter (N−1)/N (N−1 steps)."""
+    """A collective among `peers` devices of a parallel `axis`, over a message of `message`
+    bytes per device. Wire bytes each device sends: ring all-reduce 2(N−1)/N of the message
+    (2(N−1) steps), ring all-gather and reduce-scatter (N−1)/N (N−1 steps). All-to-all: each
+    device sends the (N−1)/N of its buffer bound for the other N−1 devices (1/N stays home),
+    all pairs at once, as N−1 concurrent sends; the same (N−1)/N wire bytes, so `steps`
+    counts N−1 and the α–β time is α + (N−1)/N·message / link, on the link the ranks span."""
 
     kind: CollectiveKind
     axis: Axis

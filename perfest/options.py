@@ -141,6 +141,26 @@ def workload_options(fn: Callable | None = None, *, ranges: bool = False) -> Cal
             default=None,
             help="Override the device's achievable fraction of peak bandwidth.",
         ),
+        # mixtures of experts and latent attention (README, "MoE and attention variants")
+        click.option("--ep", type=int, default=None, help="Expert-parallel degree [1]."),
+        click.option(
+            "--dp-attention",
+            is_flag=True,
+            default=None,
+            help="Attention data-parallel over ep/tp groups, all-to-all to the experts.",
+        ),
+        click.option(
+            "--experts-touched",
+            type=float,
+            default=None,
+            help="Experts a decode step touches per MoE layer [E·(1 − (1 − k/E)^b)].",
+        ),
+        click.option(
+            "--mla",
+            type=click.Choice(["auto", "naive", "absorbed"]),
+            default=None,
+            help="Latent attention form [auto: naive prefill, absorbed decode].",
+        ),
     ]
     for option in reversed(options):
         fn = option(fn)

@@ -2,6 +2,10 @@
 ops read, each counted once (a tied embedding and LM head are one tensor).
 
     total = embeddings + L·(attention + MLP + norms) + final norm + LM head
+    active (per token) = total − (E − k)/E of every bank of routed experts: the weights one
+             token's forward pass uses, embedding table and LM head counted whole (as Mixtral's
+             12.9 B and Qwen3's "A3B" count them; gpt-oss and DeepSeek leave the input
+             embedding out of their active counts)
 
 The tests compare every shipped model's total with the officially published count, and with
 the PyTorch reference module's own count.
@@ -31,9 +35,19 @@ def count_parameters(model: ModelConfig) -> int:
     return graph(model).parameters()
 
 
+def active_parameters(model: ModelConfig) -> int:
+    """Parameters one token uses: every weight, but k of the E experts of each routed bank."""
+    total = 0.0
+    for tensor, n in graph(model).tensors(Role.WEIGHT).items():
+        share = model.experts_per_token / model.num_experts if tensor.routed else 1
+        total += n * int(tensor.elements.value()) * share
+    return round(total)
+
+
 def parameter_breakdown(model: ModelConfig) -> dict[str, int]:
-    """Parameters by part (embedding, attention, mlp, norms, head); the values sum to
-    `count_parameters(model)`."""
+    """Parameters by part (embedding, attention, mlp, norms, head; and experts, the routed
+    experts' banks, for a mixture of experts: the router and shared experts are its mlp); the
+    values sum to `count_parameters(model)`."""
     parts = dict.fromkeys(("embedding", "attention", "mlp", "norms", "head"), 0)
     seen = set()
     for segment, op in graph(model).ops():
@@ -42,18 +56,30 @@ def parameter_breakdown(model: ModelConfig) -> dict[str, int]:
             if tensor.role is not Role.WEIGHT or tensor in seen:
                 continue
             seen.add(tensor)
-            part = segment.name if segment.name in parts else _PARTS[op.group.value]
-            parts[part] += segment.count * int(tensor.elements.value())
+            if tensor.routed:
+                part = "experts"
+            else:
+                part = segment.name if segment.name in parts else _PARTS[op.group.value]
+            parts[part] = parts.get(part, 0) + segment.count * int(tensor.elements.value())
     return parts
 
 
 def block_params(model: ModelConfig) -> int:
-    """One decoder block: attention, MLP, and its norms."""
-    (decoder,) = (seg for seg in graph(model).segments if seg.name == "decoder")
-    return sum(
-        int(t.elements.value())
-        for t in {a.tensor for op in decoder.ops for a in op.reads if a.tensor.role is Role.WEIGHT}
-    )
+    """One decoder block: attention, MLP, and its norms (the mean over the blocks, when they
+    differ: dense and MoE layers, windowed and global ones)."""
+    total = 0
+    for segment in graph(model).segments:
+        if segment.name in ("embedding", "head"):
+            continue
+        tensors = {a.tensor for op in segment.ops for a in op.reads if a.tensor.role is Role.WEIGHT}
+        total += segment.count * sum(int(t.elements.value()) for t in tensors)
+    return total // model.L
 
 
-__all__ = ["Group", "block_params", "count_parameters", "parameter_breakdown"]
+__all__ = [
+    "Group",
+    "active_parameters",
+    "block_params",
+    "count_parameters",
+    "parameter_breakdown",
+]

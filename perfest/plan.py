@@ -13,6 +13,17 @@ come from the same loop without it, so the two cannot disagree.
 Ops repeated with identical per-instance costs (the two norms of a block and the final norm,
 gate and up) are merged into one term for the totals; the rows keep one term per op.
 
+Sizes that are not polynomials in the point — a sliding window's min(t, w), the experts a
+batch touches — are derived symbols (perfest.symbols): the plan computes each from the point
+once per evaluation and treats it as one more symbol of the monomials, so the fast path and
+the rows stay one implementation. With data-parallel attention (perfest.sharding) a device
+runs ⌈b/g⌉ of the b sequences: the plan evaluates its ops at that b, while the derived
+symbols (the experts' tokens) see the whole batch.
+
+Prefill and decode share one plan unless a layer's form depends on the phase (latent
+attention's naive and absorbed forms, an experts-touched override for decode): then the plan
+holds a second one for decode (`for_phase`), built from the graph of that phase.
+
 The time model itself, term by term, is documented in perfest.roofline.
 """
 
@@ -25,8 +36,9 @@ from typing import Any, NamedTuple
 from perfest.errors import SpecError
 from perfest.graph import Graph, Segment, build_graph
 from perfest.layers import Ctx
+from perfest.layers.context import Phase, phase_dependent
 from perfest.memory import activation_coefficients
-from perfest.ops import Axis, Op
+from perfest.ops import Axis, Op, Role
 from perfest.parameters import count_parameters
 from perfest.roofline import (
     DEQUANT_INSTRUCTIONS_PER_ELEMENT,
@@ -38,7 +50,7 @@ from perfest.roofline import (
 )
 from perfest.sharding import Layout, Link, link, shard
 from perfest.specs import HardwareSpec, ModelConfig, Workload
-from perfest.symbols import Monomial, Poly
+from perfest.symbols import Monomial, Poly, derived_in
 
 #: The bounds as module constants: the evaluation loop reads them per op, and a global is
 #: several times faster to read than an enum's class attribute.
@@ -104,16 +116,18 @@ class Row:
 
 class _Monomials:
     """Registry of the monomials a plan evaluates, each built from a shorter one times a symbol
-    (so evaluating all of them costs one multiplication each)."""
+    (so evaluating all of them costs one multiplication each). `symbols`: the point's four,
+    then the graph's derived symbols."""
 
-    def __init__(self) -> None:
+    def __init__(self, symbols: tuple[str, ...] = SYMBOLS) -> None:
         self.index: dict[Monomial, int] = {(): 0}
         self.recipe: list[tuple[int, int]] = []
+        self.position = {name: i for i, name in enumerate(symbols)}
 
     def __call__(self, mono: Monomial) -> int:
         if mono not in self.index:
             parent = self(mono[:-1])
-            self.recipe.append((parent, SYMBOLS.index(mono[-1])))
+            self.recipe.append((parent, self.position[mono[-1]]))
             self.index[mono] = len(self.index)
         return self.index[mono]
 
@@ -163,7 +177,11 @@ class Plan:
 
     def __init__(self, graph: Graph, rates: Rates, links: dict, ctx: Ctx | None = None) -> None:
         self.graph, self.rates, self.ctx = graph, rates, ctx
-        self._monos = _Monomials()
+        self.derived = graph.derived
+        self.groups = ctx.shard.groups if ctx is not None else 1
+        self._plain = not self.derived and self.groups == 1  # the point is the symbols' values
+        self._monos = _Monomials(SYMBOLS + tuple(d.name for d in self.derived))
+        self._phases: dict[str, Plan] = {}
         ops = list(graph.ops())
         # rows: one term per op; totals: ops with equal per-instance terms merged
         self._rows = self._compile(ops, links, merge=False)
@@ -182,6 +200,8 @@ class Plan:
         self.overhead_s = overhead
         self.weight_bytes = graph.weight_bytes()
         self.kv_bytes_per_token = graph.kv_bytes_per_token()
+        kv_shapes = (x for tensor in graph.tensors(Role.KV_CACHE) for x in tensor.shape)
+        self._kv_windowed = bool(derived_in(kv_shapes))
         self.parameters = count_parameters(ctx.model) if ctx is not None else 0
         self.activations = activation_coefficients(ctx) if ctx is not None else (0.0, 0.0, 0.0)
 
@@ -298,8 +318,34 @@ class Plan:
     # -----------------------------------------------------------------------------------------
     # Evaluation.
 
+    def for_phase(self, phase: str) -> Plan:
+        """The plan of `phase` ("prefill", "decode"): this one unless the phases differ."""
+        return self._phases.get(phase, self)
+
+    def kv_bytes(self, context: int) -> float:
+        """KV-cache bytes of one sequence of `context` tokens on a device (windowed layers keep
+        min(context, window) of them)."""
+        if self._kv_windowed:
+            return self.graph.kv_bytes(context)
+        return self.kv_bytes_per_token * context
+
+    def values(self, point: Point) -> tuple:
+        """The symbols' values at `point`: b (⌈b/g⌉ per attention group), s, t, s_logits, then
+        the derived symbols, computed from the whole batch's point."""
+        if self._plain:
+            return point
+        b, s, t, s_logits = point
+        g = self.groups
+        local = -(-b // g) if g > 1 else b
+        return (local, s, t, s_logits, *(d.fn(b, s, t, s_logits) for d in self.derived))
+
+    def env(self, point: Point) -> dict[str, float]:
+        """Every symbol's value at `point`, by name (to evaluate an op's expressions)."""
+        names = SYMBOLS + tuple(d.name for d in self.derived)
+        return dict(zip(names, self.values(point), strict=True))
+
     def monomials(self, point: Point) -> list:
-        vals = (point.b, point.s, point.t, point.s_logits)
+        vals = self.values(point)
         M = [1]
         for parent, sym in self.recipe:
             M.append(M[parent] * vals[sym])
@@ -314,7 +360,7 @@ class Plan:
         sink: list = []
         self._run(self._rows, self.monomials(point), sink)
         ops = list(self.graph.ops())
-        env = {"b": point.b, "s": point.s, "t": point.t, "s_logits": point.s_logits}
+        env = self.env(point)
         rows = []
         for index, t_compute, t_memory, t_comm, overhead, time, roof, bound, flops, mm in sorted(
             sink, key=lambda entry: entry[0]
@@ -449,8 +495,10 @@ class Plan:
                 tm += cdq * M[idq] * mt
             y = y1 * M[j1] + y2 * M[j2] + y3 * M[j3]
             tb = y * ibmc
-            if bt == 1 and (rowc or ibgc):  # a single product streams its weights (CPU BLAS)
-                tb += n * rowc
+            if (bt == 1 or is_weight) and (rowc or ibgc):
+                # a single product streams its weights (CPU BLAS); so does each of a grouped
+                # GEMM's products with its own weights (routed experts: bt = e_t of them)
+                tb += n * rowc * bt
                 if ibgc and m > 1:
                     packed = y * ibgc
                     if packed > tb:
@@ -525,21 +573,43 @@ def time_op(
 
 
 def check(model: ModelConfig, hw: HardwareSpec, w: Workload) -> None:
-    """Reject what cannot run: tp that does not split the heads, a dtype the device lacks."""
-    shard(model, Layout(tp=w.tp))
+    """Reject what cannot run: tp that does not split the heads, a dtype the device lacks, an
+    expert layout that does not fit the devices, options the model has no use for."""
+    shard(model, Layout(tp=w.tp, ep=w.ep, dp_attention=w.dp_attention))
     if w.tp > 1:
         link(hw, w.tp)
+    if w.ep > 1 and w.dp_attention:
+        link(hw, w.ep, axis="ep")
     hw.peak_flops(w.dtype)
     if w.dtype in ("int8",) and w.w_dtype not in ("int8", "int4"):
         raise SpecError("weight_dtype: int8 activations need int8 (or int4) weights")
+    if w.experts_touched is not None:
+        if not model.moe:
+            raise SpecError(f"experts_touched: {model.name} has no experts")
+        if w.experts_touched > model.num_experts:
+            raise SpecError(
+                f"experts_touched: {w.experts_touched:g} exceeds the {model.num_experts} "
+                f"experts of {model.name}"
+            )
+    if w.mla != "auto" and not model.mla:
+        raise SpecError(f"mla: {model.name} has no latent attention")
 
 
-def compile_plan(model: ModelConfig, hw: HardwareSpec, w: Workload) -> Plan:
-    """The plan of a forward pass of `model` on `hw` with `w`'s dtypes and layout."""
+def compile_plan(
+    model: ModelConfig, hw: HardwareSpec, w: Workload, phase: Phase = Phase.PREFILL
+) -> Plan:
+    """The plan of a forward pass of `model` on `hw` with `w`'s dtypes and layout, with the
+    decode plan attached when the phases need different graphs."""
     check(model, hw, w)
-    ctx = Ctx.of(model, w)
     links = {Axis.TP: link(hw, w.tp)} if w.tp > 1 else {}
-    return Plan(build_graph(ctx), rates(hw, w), links, ctx)
+    if w.ep > 1 and w.dp_attention:
+        links[Axis.EP] = link(hw, w.ep, axis="ep")
+    ctx = Ctx.of(model, w, phase)
+    plan = Plan(build_graph(ctx), rates(hw, w), links, ctx)
+    if phase is Phase.PREFILL and phase_dependent(model, w):
+        decode = Ctx.of(model, w, Phase.DECODE)
+        plan._phases[Phase.DECODE.value] = Plan(build_graph(decode), plan.rates, links, decode)
+    return plan
 
 
 #: Plans kept per process (a sweep over devices and dtypes needs a few dozen).

@@ -42,7 +42,10 @@ leaves its GEMV kernel for its packed GEMM, which copies each weight panel into 
 before using it, so skinny products stream weights at a lower rate (~13 GB/s there). Each form
 is non-decreasing in m and the max of them is too, so time never drops as the batch grows; at
 large m the compute term wins anyway. Batched products (attention's per-head q·kᵀ, ·v) run in a
-fused attention kernel, not a BLAS GEMV, and keep the plain memory term.
+fused attention kernel, not a BLAS GEMV, and keep the plain memory term. A grouped GEMM of
+routed experts (perfest.layers.moe) is e_t products, each streaming its own expert's weights:
+each pays the per-row term (e_t·n·t_row) and, with m_e ≥ 2 rows, the packed rate — the same
+physics as a single product, e_t times (a CPU runs them as separate BLAS calls).
 
 padded_FLOPs — small-shape efficiency (NVIDIA, "Matrix Multiplication Background User's Guide":
 tile and wave quantization). A GEMM runs in output tiles of Tm×Tn; a partial tile costs a full
@@ -61,7 +64,9 @@ T_dequant — weight-only int4/int8 kernels unpack each weight element in regist
 m-tile: elements · instructions_per_element · ceil(m / Tm) / instruction_rate, with the
 instruction rate taken as the device's FP32 rate / 2 (an FMA is one instruction, 2 FLOPs) and
 2 instructions per int4 element (bit-field extract; convert fused with scale-and-zero, as the
-lop3 magic-number conversion does) and 1 per int8 or fp8 (convert-and-scale).
+lop3 magic-number conversion does) and 1 per int8 or fp8 (convert-and-scale); 2 per mxfp4
+element (extract the E2M1 nibble; a table or bit-trick convert fused with the block's power-of-two
+E8M0 scale, an exponent add) — reasoned like int4, not measured.
 This is why W4A16 wins at small batch and loses its edge at large batch (AWQ, Marlin papers).
 
 t_launch — a fixed cost per kernel launch (the device YAML cites it): it dominates short
@@ -78,13 +83,14 @@ per-direction bandwidth.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import ceil
 
 from perfest.enums import StrEnum
 from perfest.specs import HardwareSpec, Workload
 
 K_SLICE = 256  # smallest K slice a split-K / stream-K GEMM hands one unit (reasoned)
 
-DEQUANT_INSTRUCTIONS_PER_ELEMENT = {"int4": 2.0, "int8": 1.0, "fp8": 1.0}
+DEQUANT_INSTRUCTIONS_PER_ELEMENT = {"int4": 2.0, "int8": 1.0, "fp8": 1.0, "mxfp4": 2.0}
 
 
 class Bound(StrEnum):
@@ -115,11 +121,12 @@ class Rates:
     gemm_memory_eff: float | None = None  # weight streaming of m ≥ 2 products (None: no term)
 
 
-def tile_m(m: int, r: Rates) -> int:
-    """Output-tile rows a GEMM library would use for m rows: the next power of two, clamped."""
+def tile_m(m: float, r: Rates) -> int:
+    """Output-tile rows a GEMM library would use for m rows: the next power of two, clamped.
+    A fractional m (an expert's mean rows per step, perfest.layers.moe) counts as ⌈m⌉ rows."""
     if m >= r.tile_m_max:
         return r.tile_m_max
-    return min(r.tile_m_max, max(r.tile_m_min, 1 << max(m - 1, 0).bit_length()))
+    return min(r.tile_m_max, max(r.tile_m_min, 1 << max(ceil(m) - 1, 0).bit_length()))
 
 
 def attention_dtype(hw: HardwareSpec, w: Workload) -> str:

@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from perfest.errors import SpecError, UnsupportedError
+from perfest.variant_checks import attention_problem, moe_problem
 
 #: Bytes per element of each dtype perfest knows (the one list of dtypes; everything else is
 #: derived from it). tf32 is stored as fp32; int4 packs two per byte.
@@ -31,6 +32,7 @@ DTYPE_BYTES: dict[str, float] = {
     "fp8": 1.0,
     "int8": 1.0,
     "int4": 0.5,
+    "mxfp4": 0.5,
 }
 DTYPES = tuple(DTYPE_BYTES)
 Dtype = Literal[DTYPES]  # type: ignore[valid-type]
@@ -49,7 +51,11 @@ PEAK_FIELDS = {
 #: Extra bytes per weight for quantization scales: int4 checkpoints (AWQ, GPTQ) store an fp16
 #: scale and zero point per group of 128 weights, 4/128 B; int8 and fp8 use one scale per output
 #: channel, which is negligible.
-SCALE_BYTES_PER_WEIGHT: dict[str, float] = {"int4": 4 / 128}
+SCALE_BYTES_PER_WEIGHT: dict[str, float] = {"int4": 4 / 128, "mxfp4": 1 / 32}
+#: Weight-only formats: stored narrow, computed in the activation dtype (no matmul peak of their
+#: own). mxfp4 (OCP Microscaling): 4-bit E2M1 values with a shared 8-bit E8M0 scale per block of
+#: 32, 4.25 bits per weight — gpt-oss ships its experts so.
+WEIGHT_FORMATS = ("int4", "mxfp4")
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 
@@ -84,8 +90,40 @@ class ModelConfig(BaseModel):
     max_position_embeddings: int = Field(default=2048, gt=0)
 
     # --- Mixture of experts (perfest.layers.moe) -------------------------------------------
+    # E routed experts of intermediate size i_e per MoE layer, k of them per token (None: a
+    # dense model); shared experts run for every token; the first `first_dense_layers` layers
+    # have a dense MLP of `intermediate_size`, and after them every `moe_layer_frequency`-th
+    # layer is MoE (Qwen's decoder_sparse_step: layer l is MoE iff (l − first + 1) % f == 0).
+    num_experts: int | None = Field(default=None, gt=0)
+    experts_per_token: int | None = Field(default=None, gt=0)
+    expert_intermediate_size: int | None = Field(default=None, gt=0)  # default: intermediate
+    shared_experts: int = Field(default=0, ge=0)
+    shared_expert_intermediate_size: int | None = Field(default=None, gt=0)  # default: n·i_e
+    shared_expert_gate: bool = False  # Qwen2-MoE: sigmoid(x·w_g) scales the shared output
+    first_dense_layers: int = Field(default=0, ge=0)
+    moe_layer_frequency: int = Field(default=1, gt=0)
+    router_scoring: Literal["softmax", "sigmoid"] = "softmax"
+    router_bias: bool = False  # a per-expert bias (gpt-oss; DeepSeek-V3's score correction)
+    # The routed experts' stored weight format when the checkpoint ships them narrower than the
+    # rest (gpt-oss: mxfp4); `--weight-dtype` overrides it for every weight.
+    expert_weight_dtype: Dtype | None = None  # type: ignore[valid-type]
 
     # --- Attention variants: sliding windows, multi-head latent attention ------------------
+    # A window of w tokens caps the keys each query attends and the cache a layer keeps; with
+    # `global_attention_every: n`, every n-th layer (l with (l + 1) % n == 0) attends globally
+    # and the others within the window (gpt-oss: 2; without it every layer is windowed).
+    sliding_window: int | None = None
+    global_attention_every: int | None = Field(default=None, gt=0)
+    attention_sinks: bool = False  # gpt-oss: a learned logit per head in each softmax
+    qk_norm: bool = False  # Qwen3: RMSNorm over each head's q and k (γ of size d each)
+    # Multi-head latent attention (DeepSeek-V2/V3): queries through a rank-q_lora_rank
+    # bottleneck (None: a full projection), keys and values from a cached latent of
+    # kv_lora_rank dims plus a shared RoPE key of qk_rope_head_dim (perfest.layers.mla).
+    q_lora_rank: int | None = Field(default=None, gt=0)
+    kv_lora_rank: int | None = Field(default=None, gt=0)
+    qk_nope_head_dim: int | None = Field(default=None, gt=0)
+    qk_rope_head_dim: int | None = Field(default=None, gt=0)
+    v_head_dim: int | None = Field(default=None, gt=0)
 
     # --- Encoders and encoder-decoders -------------------------------------------------------
 
@@ -100,7 +138,45 @@ class ModelConfig(BaseModel):
             raise ValueError(f"num_kv_heads: {self.n_kv} kv heads do not divide {self.n_h} heads")
         if self.rotary_dim is not None and self.rotary_dim > self.d:
             raise ValueError(f"rotary_dim: {self.rotary_dim} exceeds head_dim {self.d}")
+        problem = moe_problem(self) or attention_problem(self)
+        if problem:
+            raise ValueError(problem)
         return self
+
+    # Mixture of experts and attention variants (perfest.layers.moe, perfest.layers.mla).
+    @property
+    def moe(self) -> bool:
+        return self.num_experts is not None
+
+    @property
+    def i_e(self) -> int:
+        """Intermediate size of one routed expert."""
+        return self.expert_intermediate_size or self.intermediate_size
+
+    @property
+    def i_shared(self) -> int:
+        """Intermediate size of the shared experts together (0 without them)."""
+        if self.shared_expert_intermediate_size is not None:
+            return self.shared_expert_intermediate_size
+        return self.shared_experts * self.i_e
+
+    @property
+    def mla(self) -> bool:
+        return self.kv_lora_rank is not None
+
+    def layer_kinds(self) -> tuple[tuple[bool, bool], ...]:
+        """(MoE, windowed) for each layer, in order (the conventions in the field comments)."""
+        kinds = []
+        for layer in range(self.L):
+            moe = (
+                self.moe
+                and layer >= self.first_dense_layers
+                and ((layer - self.first_dense_layers + 1) % self.moe_layer_frequency == 0)
+            )
+            every = self.global_attention_every
+            window = self.sliding_window is not None and not (every and (layer + 1) % every == 0)
+            kinds.append((moe, window))
+        return tuple(kinds)
 
     # Derived sizes, with the short math names the formulas use.
     @property
@@ -129,6 +205,8 @@ class ModelConfig(BaseModel):
 
     @property
     def d(self) -> int:
+        if self.kv_lora_rank is not None and self.qk_nope_head_dim and self.qk_rope_head_dim:
+            return self.qk_nope_head_dim + self.qk_rope_head_dim  # MLA: a query's and key's dims
         return self.head_dim or self.hidden_size // self.num_heads
 
     @property
@@ -146,10 +224,14 @@ class ModelConfig(BaseModel):
         """Dimensions per head that RoPE rotates (0 without RoPE)."""
         if self.position != "rope":
             return 0
+        if self.mla:
+            return self.qk_rope_head_dim or 0
         return self.rotary_dim or self.d
 
     @property
     def attention_kind(self) -> str:
+        if self.mla:
+            return "MLA (latent)"
         if self.n_kv == self.n_h:
             return "MHA"
         return "MQA" if self.n_kv == 1 else f"GQA ({self.n_h // self.n_kv} q/kv)"
@@ -288,13 +370,22 @@ class Workload(BaseModel):
     attention: Literal["flash", "eager"] = "flash"
     compute_efficiency: float | None = Field(default=None, gt=0, le=1)
     memory_efficiency: float | None = Field(default=None, gt=0, le=1)
+    # Mixture of experts and latent attention (perfest.layers.moe, perfest.layers.mla).
+    ep: int = Field(default=1, gt=0)  # expert-parallel degree
+    dp_attention: bool = False  # attention data-parallel over ep/tp groups, a2a to the experts
+    experts_touched: float | None = Field(default=None, gt=0)  # per MoE layer per decode step
+    mla: Literal["auto", "naive", "absorbed"] = "auto"  # auto: naive prefill, absorbed decode
 
     @model_validator(mode="after")
     def _check_dtypes(self) -> Workload:
-        if self.dtype == "int4":
-            raise ValueError("dtype: int4 is a weight format; use --weight-dtype int4")
-        if self.kv_dtype == "int4":
-            raise ValueError("kv_dtype: int4 KV caches are not modelled; use int8 or fp8")
+        if self.dtype in WEIGHT_FORMATS:
+            raise ValueError(
+                f"dtype: {self.dtype} is a weight format; use --weight-dtype {self.dtype}"
+            )
+        if self.kv_dtype in WEIGHT_FORMATS:
+            raise ValueError(
+                f"kv_dtype: {self.kv_dtype} KV caches are not modelled; use int8 or fp8"
+            )
         return self
 
     @property

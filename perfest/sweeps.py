@@ -15,6 +15,18 @@ the KV cache do not share their operand across the batch (each sequence has its 
 their intensity stays ≈ 1 FLOP/byte at every batch: at long contexts they, not the ridge point,
 decide where decode stops scaling, and decode as a whole can stay memory-bound at every batch.
 
+A mixture of experts shares its expert weights across the batch only as tokens collide on
+experts. A decode step of b sequences touches e(b) = E·(1 − (1 − k/E)^b) of the E experts
+(uniform routing, perfest.layers.moe) and does 2·b·k FLOPs per expert weight it reads, so
+
+    I_experts(b) = 2·b·k / (w_e·e(b))                               FLOP/byte
+
+≈ 2/w_e while b ≪ E/k (each token streams its own experts) and → 2·b·k/(w_e·E) once every
+expert is touched. It reaches R at the MoE ridge-point batch, solved numerically (I_experts
+rises with b): b_ridge ≈ R·w_e·E/(2k) when the batch touches all experts — E/k times the dense
+ridge-point batch, which is why an MoE's knee sits far to the right (DeepSeek-V3: 32×).
+`--experts-touched N` fixes e = min(N, b·k), and b_ridge = R·w_e·N/(2k).
+
 Every point is one `perfest.estimate` call on specs loaded once; nothing is re-derived here.
 """
 
@@ -97,6 +109,11 @@ class SweepSummary:
     largest_swept_batch: int
     decode_context_len: int
     kv_bytes_per_sequence: float  # KV cache one sequence reads per decode step, per device
+    # A mixture of experts (0 and None for a dense model; module docstring): E, k, and the
+    # experts a decode step touches at the ridge-point batch.
+    experts: int = 0
+    experts_per_token: int = 0
+    ridge_experts_touched: float | None = None
 
     to_dict = _as_dict
 
@@ -327,6 +344,43 @@ def _point(hardware: str, b: int, input_len: int, output_len: int, point: Infere
     )
 
 
+def experts_touched(experts: int, k: int, batch: float, override: float | None = None) -> float:
+    """Experts a decode step of `batch` tokens touches: E·(1 − (1 − k/E)^b), or min(N, b·k)."""
+    if override is not None:
+        return min(override, experts, batch * k)
+    return experts * (1.0 - (1.0 - k / experts) ** batch)
+
+
+def moe_ridge_batch(
+    ridge: float, w: float, experts: int, k: int, override: float | None = None
+) -> float:
+    """The batch at which the experts' weight matmuls reach the ridge point: 2·b·k /
+    (w·e(b)) = R (module docstring), by bisection (the intensity rises with b)."""
+
+    def intensity(b: float) -> float:
+        return 2.0 * b * k / (w * experts_touched(experts, k, b, override))
+
+    low, high = 1e-6, 1.0
+    while intensity(high) < ridge:
+        high *= 2.0
+    for _ in range(100):
+        mid = (low + high) / 2
+        low, high = (mid, high) if intensity(mid) < ridge else (low, mid)
+    return high
+
+
+def _ridge_batch(plan: Plan, w: Workload, ridge: float) -> tuple[float, float, dict]:
+    """(ridge-point batch, bytes per weight, MoE fields of the summary)."""
+    model = plan.ctx.model if plan.ctx is not None else None
+    if model is None or not model.moe:
+        return ridge * DTYPE_BYTES[w.w_dtype] / 2, DTYPE_BYTES[w.w_dtype], {}
+    E, k = model.num_experts, model.experts_per_token
+    w_e = DTYPE_BYTES[plan.ctx.dt.expert]
+    batch = moe_ridge_batch(ridge, w_e, E, k, w.experts_touched)
+    touched = experts_touched(E, k, batch, w.experts_touched)
+    return batch, w_e, dict(experts=E, experts_per_token=k, ridge_experts_touched=touched)
+
+
 def _summary(
     plan: Plan, hw: HardwareSpec, w: Workload, series: list[SweepPoint], last: MemoryEstimate
 ) -> SweepSummary:
@@ -335,13 +389,14 @@ def _summary(
     best = max(fitting, key=lambda p: p.output_tokens_per_s) if fitting else None
     ridge = plan.rates.matmul_flops / plan.rates.bandwidth
     context = decode_context(w)
+    ridge_batch, per_weight, moe = _ridge_batch(plan, w, ridge)
     return SweepSummary(
         hardware=hw.name,
         input_len=w.input_len,
         output_len=w.output_len,
         ridge_point=ridge,
-        bytes_per_weight=DTYPE_BYTES[w.w_dtype],
-        ridge_batch=ridge * DTYPE_BYTES[w.w_dtype] / 2,
+        bytes_per_weight=per_weight,
+        ridge_batch=ridge_batch,
         knee_batch=next((p.batch for p in series if p.decode_bound is Bound.COMPUTE), None),
         weights_knee_batch=next(
             (p.batch for p in series if p.weights_bound is Bound.COMPUTE), None
@@ -352,4 +407,5 @@ def _summary(
         largest_swept_batch=series[-1].batch,
         decode_context_len=context,
         kv_bytes_per_sequence=kv_bytes_per_sequence(plan, context),
+        **moe,
     )

@@ -17,8 +17,8 @@ The free symbols of a forward pass:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from math import prod
 
 #: A product of free symbols, names sorted (a power repeats its name); () is the constant 1.
@@ -142,6 +142,48 @@ class Mul(Expr):
         return "·".join(parts)
 
 
+@dataclass(frozen=True, slots=True)
+class Derived(Expr):
+    """A size computed at each point from the free symbols b, s, t, s_logits (`fn(b, s, t,
+    s_logits)`), not a polynomial in them: min(t, window), experts touched. Free for the
+    algebra: its value comes from `env` (perfest.plan puts it there), or from `fn` when `env`
+    holds the four free symbols only. `formula` says how it is computed, for people."""
+
+    name: str
+    fn: Callable[[float, float, float, float], float] = field(compare=False, repr=False)
+    formula: str = field(default="", compare=False)
+
+    def poly(self) -> Poly:
+        return {(self.name,): 1}
+
+    def value(self, env: Mapping[str, float] | None = None) -> float:
+        if env is not None and self.name in env:
+            return env[self.name]
+        if env is None:
+            raise KeyError(f"derived symbol {self.name} has no value")
+        return self.fn(*(env[name] for name in FREE))
+
+    def text(self, env: Mapping[str, float] | None = None) -> str:
+        if env is None:
+            return self.name
+        return _number(self.value(env))
+
+
+def derived_in(exprs: Iterable[Expr]) -> tuple[Derived, ...]:
+    """The distinct derived symbols in `exprs`, in order of first appearance."""
+    found: dict[str, Derived] = {}
+    stack = list(exprs)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Derived):
+            found.setdefault(node.name, node)
+        elif isinstance(node, Add):
+            stack.extend(node.terms)
+        elif isinstance(node, Mul):
+            stack.extend(node.factors)
+    return tuple(found.values())
+
+
 ZERO = Num(0)
 ONE = Num(1)
 
@@ -201,3 +243,5 @@ b = Sym("b")
 s = Sym("s")
 t = Sym("t")
 s_logits = Sym("s_logits")
+#: Their names, in the order a Derived symbol's function takes them.
+FREE = ("b", "s", "t", "s_logits")

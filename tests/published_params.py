@@ -102,6 +102,49 @@ PUBLISHED_PARAMETERS: dict[str, tuple[int, str]] = {
         "HF API safetensors.total for tiiuae/falcon-7b, 7,217,189,760, less the duplicated "
         "lm_head.weight (tied to transformer.word_embeddings, 65024*4544 = 295,469,056)",
     ),
+    # Mixtures of experts (issue 9). Hugging Face's safetensors.total counts the checkpoint's
+    # tensors; for these bf16 checkpoints every tensor is a parameter.
+    "mixtral-8x7b": (
+        46_702_792_704,
+        f"{KERAS_HUB}/mixtral/mixtral_presets.py (mixtral_8_7b_en params); "
+        "also https://huggingface.co/api/models/mistralai/Mixtral-8x7B-v0.1 (safetensors.total)",
+    ),
+    "mixtral-8x22b": (
+        140_620_634_112,
+        "https://huggingface.co/api/models/mistralai/Mixtral-8x22B-v0.1 (safetensors.total; "
+        "the Instruct-v0.1 checkpoint's 32768-token vocabulary makes it 140,630,071,296)",
+    ),
+    "deepseek-v2-lite": (
+        15_706_484_224,
+        "https://huggingface.co/api/models/deepseek-ai/DeepSeek-V2-Lite (safetensors.total)",
+    ),
+    "deepseek-v3": (
+        671_026_419_200,
+        "DeepSeek-V3 README_WEIGHTS.md: 671B main-model weights (plus 14B in the MTP module); "
+        "exact: the main-model tensors of the deepseek-ai/DeepSeek-V3 safetensors index "
+        "(model.layers.0-60, embed_tokens, norm, lm_head; the MTP layer 61 and the fp8 "
+        "weight_scale_inv tensors excluded), as the checkpoint headers list them",
+    ),
+    "qwen3-30b-a3b": (
+        30_532_122_624,
+        "https://huggingface.co/api/models/Qwen/Qwen3-30B-A3B (safetensors.total)",
+    ),
+    "qwen3-235b-a22b": (
+        235_093_634_560,
+        f"{KERAS_HUB}/qwen3_moe/qwen3_moe_presets.py (qwen3_moe_235b_a22b_en params); "
+        "also https://huggingface.co/api/models/Qwen/Qwen3-235B-A22B (safetensors.total)",
+    ),
+    "gpt-oss-20b": (
+        20_914_757_184,
+        "GGUF general.parameter_count of openai/gpt-oss-20b (ollama show gpt-oss:20b); the "
+        "model card (arXiv:2508.10925, Table 1) rounds it to 20.91B. HF's safetensors.total "
+        "counts the MXFP4 experts as packed uint8 blocks and scales, not parameters",
+    ),
+    "gpt-oss-120b": (
+        116_829_156_672,
+        "GGUF general.parameter_count of openai/gpt-oss-120b (ollama show gpt-oss:120b); the "
+        "model card (arXiv:2508.10925, Table 1) rounds it to 116.83B",
+    ),
 }
 
 # Models whose only published total is rounded or counted under another convention:

@@ -96,3 +96,47 @@ def test_cli_start_imports_nothing_heavy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-m", "mixtral-8x7b", "-g", "h100", "--tp", "8", "--ep", "3"],
+         "--ep: 3 does not divide the 8 experts of mixtral-8x7b"),
+        (["-m", "mixtral-8x7b", "-g", "h100", "--tp", "2", "--ep", "4"],
+         "--ep: 4 does not divide tp 2"),
+        (["-m", "mixtral-8x7b", "-g", "h100", "--tp", "4", "--ep", "2", "--dp-attention"],
+         "--ep: 2 is not a multiple of tp 4"),
+        (["-m", "llama-2-7b", "-g", "h100", "--tp", "2", "--ep", "2"],
+         "--ep: llama-2-7b has no experts"),
+        (["-m", "mixtral-8x7b", "-g", "h100", "--tp", "2", "--experts-touched", "9"],
+         "--experts-touched: 9 exceeds the 8 experts"),
+        (["-m", "llama-2-7b", "-g", "h100", "--mla", "absorbed"],
+         "--mla: llama-2-7b has no latent attention"),
+    ],
+)  # fmt: skip
+def test_bad_expert_layouts_are_one_line_and_exit_2(args, message):
+    test_bad_input_is_one_line_and_exit_2(args, message)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ("num_experts: 4\nexperts_per_token: 6\n", "experts_per_token: top-6 of 4 experts"),
+        ("sliding_window: 0\n", "sliding_window: a window of 0 tokens attends to nothing"),
+        ("kv_lora_rank: 600\nqk_nope_head_dim: 8\nqk_rope_head_dim: 4\nv_head_dim: 8\n",
+         "kv_lora_rank: 600 does not compress"),
+    ],
+)  # fmt: skip
+def test_bad_variant_model_file_is_one_line_and_exit_2(tmp_path, fields, message):
+    path = tmp_path / "m.yaml"
+    base = "vocab_size: 100\nhidden_size: 64\nnum_layers: 2\nnum_heads: 8\n"
+    path.write_text(base + "intermediate_size: 128\n" + fields)
+    test_bad_input_is_one_line_and_exit_2(["-m", str(path), "-g", "h100"], message)
+
+
+def test_show_model_reports_active_parameters():
+    r = run("show", "model", "qwen3-30b-a3b")
+    assert r.exit_code == 0 and "active parameters" in r.output and "3,353,032,704" in r.output
+    data = json.loads(run("show", "model", "qwen3-30b-a3b", "--json").output)
+    assert (data["parameters"], data["active_parameters"]) == (30_532_122_624, 3_353_032_704)

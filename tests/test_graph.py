@@ -54,13 +54,15 @@ def test_memory_weights_are_the_weights_the_ops_read(name, tp):
                 held[access.tensor] = row.count
     assert est.memory.weights_bytes == sum(n * t.nbytes.value() for t, n in held.items())
     # 2. a decode step reads every matmul weight whole, at the widths its tensor declares: the
-    #    op's own access (k·n from its dimensions) and the tensor's shape agree
-    point = decode_point(w)._asdict()
+    #    op's own access (k·n from its dimensions) and the tensor's shape agree; of a bank of
+    #    routed experts it reads the touched ones, e_t of the E_l held
+    env = est.decode.plan.env(decode_point(w))
     for row in decode:
         g = row.op.gemm
         if g is not None and g.b.role is Role.WEIGHT:
             read = next(a for a in row.op.reads if a.tensor is g.b)
-            assert read.elements.value(point) == g.b.elements.value(), row.op.name
+            share = env["e_t"] / g.b.shape[0].value() if g.b.routed else 1
+            assert read.elements.value(env) == pytest.approx(g.b.elements.value() * share)
 
 
 def test_kv_heads_replicated_past_their_count_are_held_on_every_device():
@@ -92,3 +94,36 @@ def test_a_tied_embedding_is_held_once():
     weights = graph.tensors(Role.WEIGHT)
     assert sum(1 for t in weights if t.name == "embed.tokens") == 1
     assert graph.parameters() == 124_439_808 == perfest.count_parameters(model)
+
+
+#: every catalogued mixture of experts under expert-parallel layouts that fit it
+EP_LAYOUTS = [
+    (name, layout)
+    for name in perfest.list_models()
+    if perfest.load_model(name).moe
+    for layout in ({"tp": 2, "ep": 2}, {"tp": 8, "ep": 4}, {"tp": 8, "ep": 8},
+                   {"ep": 8, "dp_attention": True}, {"tp": 2, "ep": 8, "dp_attention": True})
+    if perfest.load_model(name).num_experts % layout["ep"] == 0
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, layout", EP_LAYOUTS)
+def test_memory_weights_are_the_weights_the_ops_read_under_expert_parallelism(name, layout):
+    est = perfest.estimate(name, "h200-sxm", batch=3, input_len=100, output_len=20, **layout)
+    held = {a.tensor: r.count for r in est.decode.rows for a in r.op.reads
+            if a.tensor.role is Role.WEIGHT}  # fmt: skip
+    assert est.memory.weights_bytes == sum(n * t.nbytes.value() for t, n in held.items())
+    # a device holds E/ep experts of every routed bank
+    model = perfest.load_model(name)
+    banks = [t for t in held if t.routed and t.name.endswith("weight")]
+    assert banks and all(t.shape[0].value() == model.num_experts // layout["ep"] for t in banks)
+
+
+def test_expert_parallel_weights_by_hand():
+    # mixtral-8x7b, tp 8 and ep 8: a device holds 1 of the 8 experts of each layer, whole:
+    # 3·4096·14336 = 176,160,768 per layer; attention 1/8 of the heads (4 of 32, and 1 of the
+    # 8 kv heads): 4096·(4 + 2·1)·128 + 4·128·4096 = 5,242,880; router 4096·8 = 32,768 and
+    # 2 norms 8,192 (replicated) → 181,444,608 · 32 = 5,806,227,456; embedding and head
+    # 2·4000·4096 = 32,768,000 and the final norm 4,096: 5,838,999,552 · 2 B = 11,677,999,104
+    est = perfest.estimate("mixtral-8x7b", "h100-sxm", tp=8, ep=8)
+    assert est.memory.weights_bytes == 11_677_999_104

@@ -193,3 +193,42 @@ def test_fp8_is_w8a8_linear_layers_with_16_bit_attention():
     assert scores.flops == 2 * 32 * 4096 * 4096 * 128 * 32
     assert scores.roofline_time_s == pytest.approx(scores.flops / 989.4e12)
     assert qkv.roofline_time_s == pytest.approx(qkv.flops / 1978.9e12)
+
+
+def test_a_sliding_window_caps_the_kv_cache_and_the_context():
+    # mistral-7b (window 4096): 128 KiB of K and V per token (2·32·8·128·2 B), for at most
+    # 4096 tokens: a 6000 + 2000-token sequence holds 4096·131,072 B = 0.537 GB, not 1.05 GB
+    long = perfest.estimate("mistral-7b", "h100-sxm", input_len=6000, output_len=2000)
+    assert long.memory.kv_cache_bytes == 4096 * 131_072
+    # and a decode step at context 7000 reads 4096 keys per layer, as one at 4096 does
+    at = perfest.estimate("mistral-7b", "h100-sxm", input_len=4095, output_len=2)
+    assert long.decode.bytes == pytest.approx(at.decode.bytes)
+    # within the window nothing changes from full attention
+    llama = perfest.estimate("mistral-7b", "h100-sxm", input_len=1000, output_len=100)
+    assert llama.memory.kv_cache_bytes == 1100 * 131_072
+
+
+def test_gpt_oss_windows_half_its_layers():
+    # gpt-oss-20b: 24 layers, 12 windowed at 128 tokens; K and V 2·8·64·2 = 2,048 B per
+    # token per layer: at 1,000 tokens 12·1000·2048 + 12·128·2048 = 27,721,728 B per sequence
+    est = perfest.estimate("gpt-oss-20b", "h100-sxm", input_len=900, output_len=100)
+    assert est.memory.kv_cache_bytes == 12 * 1000 * 2048 + 12 * 128 * 2048
+
+
+def test_moe_decode_reads_only_the_touched_experts():
+    # qwen3-30b-a3b: a one-token decode step touches 8 of 128 experts per layer, so it reads
+    # far less than the 61 GB of weights: ≈ 2·3.35 G active parameters
+    one = perfest.estimate("qwen3-30b-a3b", "h100-sxm", batch=1, input_len=16, output_len=2)
+    assert one.decode.bytes < 2 * 3.4e9 + 1e8
+    many = perfest.estimate("qwen3-30b-a3b", "h100-sxm", batch=256, input_len=16, output_len=2)
+    assert many.decode.bytes > 2 * 30e9  # 256·8 = 2,048 assignments touch all 128
+
+
+def test_data_parallel_attention_holds_a_groups_caches():
+    # deepseek-v3 on 8 devices, dp-attention: each holds ⌈16/8⌉ = 2 sequences' latent caches;
+    # under tp 8 every device holds all 16 (the latent is not split by head)
+    dp = perfest.estimate("deepseek-v3", "h200-sxm", batch=16, ep=8, dp_attention=True)
+    tp = perfest.estimate("deepseek-v3", "h200-sxm", batch=16, tp=8, ep=8)
+    assert tp.memory.kv_cache_bytes == 8 * dp.memory.kv_cache_bytes
+    assert dp.memory.weights_bytes > tp.memory.weights_bytes  # attention weights replicated
+    assert any(r.op.name == "expert_dispatch" for r in dp.decode.rows)

@@ -13,7 +13,10 @@ from perfest.plan import Point, plan_for
 from perfest.roofline import Bound
 from perfest.specs import Workload
 
-MODELS = ["gpt2", "llama-2-7b", "llama-3-8b", "gemma-7b", "gpt-j-6b", "qwen2-7b", "phi-3-mini"]
+MODELS = [
+    "gpt2", "llama-2-7b", "llama-3-8b", "gemma-7b", "gpt-j-6b", "qwen2-7b", "phi-3-mini",
+    "mistral-7b", "mixtral-8x7b", "deepseek-v2-lite", "qwen3-30b-a3b", "gpt-oss-20b",
+]  # fmt: skip
 DEVICES = ["a100-80gb-sxm", "h100-sxm", "l4", "mi300x", "tpu-v5e"]
 CPU = perfest.HardwareSpec(name="cpu", fp32_tflops=0.2, vector_tflops=0.01, memory_gb=24,
                            memory_bandwidth_gb_s=20, tile_m_min=1, tile_m_max=1, tile_n=1,
@@ -26,10 +29,15 @@ VARIANTS = [
     {"weight_dtype": "int4"},
     {"weight_dtype": "int8", "attention": "eager"},
     {"dtype": "fp32"},
+    {"tp": 2, "ep": 2},
+    {"ep": 4, "dp_attention": True},
+    {"mla": "absorbed", "experts_touched": 3},
 ]
 
+MOE_FIELDS = ("ep", "dp_attention", "experts_touched")
+
 points = st.tuples(
-    st.integers(1, 600), st.integers(1, 3000), st.integers(0, 3000), st.booleans()
+    st.integers(1, 600), st.integers(1, 3000), st.integers(0, 6000), st.booleans()
 ).map(lambda v: Point(v[0], v[1], v[1] + v[2], v[1] if v[3] else 1))
 
 
@@ -43,12 +51,16 @@ def test_totals_are_the_sum_of_the_rows(model, device, variant, point):
     m, hw = perfest.load_model(model), perfest.load_hardware(device)
     if m.n_h % variant.get("tp", 1):
         variant = {}
+    if not m.moe:
+        variant = {k: v for k, v in variant.items() if k not in MOE_FIELDS}
+    if not m.mla:
+        variant.pop("mla", None)
     if hw is CPU:  # one device, fp32 only
-        variant = {k: v for k, v in variant.items() if k not in ("tp", "kv_dtype")}
+        variant = {k: v for k, v in variant.items() if k not in ("tp", "kv_dtype", *MOE_FIELDS)}
         variant["dtype"] = "fp32"
-    plan = plan_for(m, hw, Workload(**variant))
+    plan = plan_for(m, hw, Workload(**variant)).for_phase("decode" if point.s == 1 else "prefill")
     total, rows = plan.evaluate(point), plan.rows(point)
-    env = point._asdict()
+    env = plan.env(point)  # b per attention group, and the derived symbols (experts, windows)
     for name, value in (
         ("time_s", sum(r.time for r in rows)),
         ("roofline_time_s", sum(r.roofline for r in rows)),
@@ -91,3 +103,23 @@ def test_plans_are_built_once_per_static_workload():
     assert plan_for(m, hw, Workload(dtype="fp32")) is not a
     # an equal spec that is another object still finds the plan (by value)
     assert plan_for(m.model_copy(), hw, Workload()) is a
+
+
+def test_derived_symbols_are_evaluated_once_per_point_beside_the_monomials():
+    # gpt-oss-20b: the windowed layers' context t_w = min(t, 128), and the experts touched
+    plan = plan_for(perfest.load_model("gpt-oss-20b"), perfest.load_hardware("h100-sxm"),
+                    Workload())  # fmt: skip
+    assert {d.name for d in plan.derived} == {"t_w", "e_t", "m_e"}
+    env = plan.env(Point(4, 1, 1000, 1))
+    # 4 tokens, top-4 of 32: 32·(1 − (28/32)⁴) = 32·(1 − 0.586181640625) = 13.2421875 experts
+    assert (env["t_w"], env["e_t"]) == (128, 13.2421875)
+    assert env["m_e"] == pytest.approx(16 / 13.2421875)
+
+
+def test_data_parallel_attention_evaluates_a_groups_batch():
+    # deepseek-v2-lite on 8 devices, attention data-parallel (tp 1): a device attends to
+    # ⌈10/8⌉ = 2 sequences, while its experts see the whole batch's 10 tokens
+    plan = plan_for(perfest.load_model("deepseek-v2-lite"), perfest.load_hardware("h100-sxm"),
+                    Workload(ep=8, dp_attention=True))  # fmt: skip
+    env = plan.for_phase("decode").env(Point(10, 1, 500, 1))
+    assert env["b"] == 2 and env["e_t"] * env["m_e"] == pytest.approx(10 * 6 / 8)

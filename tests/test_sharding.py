@@ -62,3 +62,36 @@ def test_tensor_parallel_past_a_node_pays_the_network():
     ar = next(r for r in est.decode.rows if r.op.name == "attn_allreduce")
     # 80 layers · (35 µs + 2·15/16·(1 row · 8192 · 2 B) / 50 GB/s)
     assert ar.t_comm == pytest.approx(80 * (35e-6 + 2 * 15 / 16 * 8192 * 2 / 50e9))
+
+
+MOE = perfest.specs.ModelConfig(name="moe", vocab_size=100, hidden_size=64, num_layers=2,
+                                num_heads=8, intermediate_size=128, num_experts=8,
+                                experts_per_token=2)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "layout, message",
+    [
+        (Layout(tp=3, ep=3), "tp: 3 does not divide the 8 attention heads"),
+        (Layout(tp=8, ep=3), "ep: 3 does not divide the 8 experts of moe"),
+        (Layout(tp=2, ep=4), "ep: 4 does not divide tp 2: with attention under tensor"),
+        (Layout(tp=4, ep=2, dp_attention=True), "ep: 2 is not a multiple of tp 4: with dp_"),
+    ],
+)
+def test_an_expert_layout_must_fit_the_devices(layout, message):
+    with pytest.raises(SpecError, match=message):
+        shard(MOE, layout)
+
+
+def test_a_dense_model_has_no_experts_to_divide():
+    with pytest.raises(SpecError, match="ep: llama-2-7b has no experts to divide"):
+        shard(perfest.load_model("llama-2-7b"), Layout(tp=2, ep=2))
+
+
+def test_expert_widths():
+    # attention under tp 8, ep 4: 2 experts per device, i split over tp/ep = 2 devices
+    s = shard(MOE, Layout(tp=8, ep=4))
+    assert (s.experts, s.i_e, s.groups) == (2, 64, 1)
+    # dp_attention, ep 8 over attention groups of tp 2: 4 groups, 1 whole expert per device
+    s = shard(MOE, Layout(tp=2, ep=8, dp_attention=True))
+    assert (s.experts, s.i_e, s.groups) == (1, 128, 4)

@@ -469,3 +469,46 @@ def test_the_knee_sentence_follows_the_bounds(bounds, says):
     assert text.count(". ") == 0 and text.endswith(".")  # one sentence
     for phrase in says:
         assert phrase in text
+
+
+def test_moe_ridge_batch_by_hand():
+    from perfest.sweeps import experts_touched, moe_ridge_batch
+
+    # top-2 of 8 experts, 2 B weights, ridge point 300: once a batch touches all 8 experts
+    # their intensity is 2·b·2 / (2 B · 8) = b/4 FLOP/B, so b_ridge = 300·4 = 1,200 — 8/2 = 4×
+    # the dense 300·2/2 = 300
+    assert moe_ridge_batch(300, 2, 8, 2) == pytest.approx(1_200)
+    # 256 experts, top-8, 1 B (fp8), --experts-touched 16: min(16, 8b) experts of 1 B, so
+    # 2·b·8 / 16 = b FLOP/B: b_ridge = the ridge point itself, 100
+    assert moe_ridge_batch(100, 1, 256, 8, override=16) == pytest.approx(100)
+    # a single token reads its own k experts: 2 FLOP per 2 B weight, 1 FLOP/B
+    assert experts_touched(8, 2, 1) == 2
+
+
+def test_an_moe_knee_is_explained_with_experts_touched():
+    result = sweep("mixtral-8x7b", "h100-sxm", batches="1,64,1024", input_lens=128, tp=2)
+    (summary,) = result.summaries
+    assert (summary.experts, summary.experts_per_token) == (8, 2)
+    # ridge point 989.4/3.35 = 295.3 FLOP/B, all 8 experts touched: 295.3·2·8/(2·2) ≈ 1,181
+    assert summary.ridge_batch == pytest.approx(989.4 / 3.35 * 4, rel=1e-3)
+    assert summary.ridge_experts_touched == pytest.approx(8)
+    sentence = knee_sentence(summary, result.series(summary))
+    assert "experts' weight matmuls" in sentence and "8·(1 − (1 − 2/8)^b)" in sentence
+
+
+@pytest.mark.parametrize(
+    "model, fields",
+    [
+        ("mixtral-8x7b", {"tp": 2}),
+        ("qwen3-30b-a3b", {}),
+        ("deepseek-v3", {"tp": 8, "weight_dtype": "fp8"}),
+    ],
+)
+def test_moe_weight_matmuls_flip_near_the_moe_ridge_batch(model, fields):
+    """The plan's expert products (tile padding, experts touched as derived symbols, every
+    efficiency) turn compute-bound within 1.5× of the closed form's batch, E/k times past the
+    dense ridge-point batch."""
+    (s,) = sweep(model, "h100-sxm", batches="16:8192:x1.1", input_lens=128, output_lens=16,
+                 **fields).summaries  # fmt: skip
+    assert s.ridge_batch / 1.5 <= s.weights_knee_batch <= s.ridge_batch * 1.5
+    assert s.ridge_batch > 3 * s.ridge_point * s.bytes_per_weight / 2

@@ -18,13 +18,23 @@ s×t scores and probabilities stay on chip: one kernel reads Q, K, V and writes 
 Without it (eager), scores and probabilities round-trip through memory in three kernels.
 Grouped-query attention: each k/v head serves n_h/n_kv query heads, so K and V are read once
 per kv head (b·n_kv distinct operands) while the products run b·n_h times.
+
+Sliding windows (Mistral-7B-v0.1: 4096; gpt-oss: 128 on every other layer): a windowed layer
+attends to, and keeps in its cache, the last w keys only, so its context is t_w = min(t, w), a
+derived symbol (perfest.symbols) — not a polynomial in t. Prefill of s > w tokens is counted as
+s·w scores per head: the full-band convention of the s×t count above, with a sliding-window
+kernel skipping the tiles outside the band.
+Attention sinks (gpt-oss): a learned logit per head joins each softmax's denominator — one more
+exp and add per row of s·t scores, negligible and not counted; their n_h parameters are read.
+QK-norm (Qwen3): RMSNorm over each head's q and k before RoPE, 4 FLOPs per element (as norms).
 """
 
 from __future__ import annotations
 
 from perfest.layers.context import Ctx
+from perfest.layers.norm import NORM_FLOPS_PER_ELEMENT
 from perfest.ops import Group, Op, Tensor, elementwise, matmul, read
-from perfest.symbols import b, mul, s, t
+from perfest.symbols import Derived, Expr, b, mul, s, t
 
 #: RoPE: x·cos + rotate(x)·sin → 2 multiplies and 1 add per rotated element.
 ROPE_FLOPS_PER_ELEMENT = 3
@@ -32,10 +42,17 @@ ROPE_FLOPS_PER_ELEMENT = 3
 SOFTMAX_FLOPS_PER_ELEMENT = 5
 
 
-def attention_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
-    """x [b·s, h] (normed) → y [b·s, h], this pass's keys and values appended to the cache."""
+def window_context(window: int) -> Derived:
+    """t_w = min(t, w): the keys a query of a layer with a sliding window of w attends to."""
+    return Derived("t_w", lambda b, s, t, s_logits: min(t, window), f"min(t, {window})")
+
+
+def attention_ops(ctx: Ctx, x: Tensor, y: Tensor, window: bool = False) -> list[Op]:
+    """x [b·s, h] (normed) → y [b·s, h], this pass's keys and values appended to the cache.
+    `window`: the layer attends within the model's sliding window (context t_w)."""
     m = ctx.model
     h, d, n_h, n_kv = ctx.h, ctx.d, ctx.n_h, ctx.n_kv
+    context = window_context(m.sliding_window) if window else t
     width = (n_h + 2 * n_kv) * d
     qkv = ctx.act("qkv", b * s, width)
     ops = [
@@ -52,6 +69,19 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
             bias=ctx.bias("attn.b_qkv", width) if m.qkv_bias else None,
         ),
     ]
+    if m.qk_norm:  # RMSNorm over each head's q and k: γ_q, γ_k of d each
+        normed = b * s * (n_h + n_kv) * d
+        gammas = (read(ctx.param("attn.q_norm.γ", d)), read(ctx.param("attn.k_norm.γ", d)))
+        ops.append(
+            elementwise(
+                "qk_norm",
+                Group.ATTENTION,
+                normed,
+                NORM_FLOPS_PER_ELEMENT["rmsnorm"],
+                reads=(read(qkv, normed), *gammas),
+                writes=(read(qkv, normed),),
+            )
+        )
     if m.rope_dim:
         rotated = b * s * (n_h + n_kv) * ctx.d_rope  # q and k, d_rope dims per head
         cos_sin = ctx.table("rope.cos_sin", s, ctx.d_rope)
@@ -65,7 +95,7 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
                 writes=(read(qkv, rotated),),
             )
         )
-    cache = ctx.kv_cache("attn.kv_cache", b, t, 2 * n_kv * d)  # K and V of t tokens
+    cache = ctx.kv_cache("attn.kv_cache", b, context, 2 * n_kv * d)  # K and V of t (t_w) tokens
     kv_new = b * s * 2 * n_kv * d  # this pass's k and v, appended to the cache
     ops.append(
         elementwise(
@@ -78,7 +108,8 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
         )
     )
     out = ctx.act("attn.out", b * s, n_h * d)
-    ops += _core(ctx, qkv, cache, out)
+    sinks = ctx.param("attn.sinks", n_h) if m.attention_sinks else None
+    ops += core_ops(ctx, (qkv, cache, cache, out), (d, d), n_kv, context, sinks)
     # [b·s, n_h·d] @ [n_h·d, h]
     ops.append(
         matmul(
@@ -96,25 +127,40 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
     return ops
 
 
-def _core(ctx: Ctx, q: Tensor, cache: Tensor, out: Tensor) -> list[Op]:
-    """softmax(q·kᵀ/√d)·v over the cache's t keys."""
-    d, n_h, n_kv = ctx.d, ctx.n_h, ctx.n_kv
+def core_ops(
+    ctx: Ctx,
+    operands: tuple[Tensor, Tensor, Tensor, Tensor],
+    dims: tuple[Expr, Expr],
+    kv_heads: Expr | int,
+    context: Expr = t,
+    sinks: Tensor | None = None,
+) -> list[Op]:
+    """softmax(q·kᵀ/√d_k)·v over `context` keys, for the device's n_h query heads.
+
+    operands (q, keys, values, out); dims (d_k, d_v); `kv_heads` distinct key and value
+    operands per sequence (n_kv for GQA; 1 when every head reads one shared latent, as
+    absorbed latent attention does). `sinks`: a learned logit per head (read by the softmax).
+    """
+    q, keys, values, out = operands
+    d_k, d_v = dims
+    n_h = ctx.n_h
     eager = not ctx.flash
-    scores = ctx.act("attn.scores", b * n_h, s, t)  # [b·n_h, s, t], on chip with flash
-    n_scores = b * n_h * s * t
+    scores = ctx.act("attn.scores", b * n_h, s, context)  # [b·n_h, s, t], on chip with flash
+    n_scores = b * n_h * s * context
+    softmax_reads = (read(scores, n_scores),) if eager else ()
     return [
-        # [s, d] @ [d, t] per (sequence, head): q·kᵀ
+        # [s, d_k] @ [d_k, t] per (sequence, head): q·kᵀ
         matmul(
             "attn_scores",
             Group.ATTENTION,
             q,
-            cache,
+            keys,
             scores,
             m=s,
-            k=d,
-            n=t,
+            k=d_k,
+            n=context,
             batch=b * n_h,
-            b_batch=b * n_kv,
+            b_batch=b * kv_heads,
             write_c=eager,
         ),
         elementwise(
@@ -122,22 +168,22 @@ def _core(ctx: Ctx, q: Tensor, cache: Tensor, out: Tensor) -> list[Op]:
             Group.ATTENTION,
             n_scores,
             SOFTMAX_FLOPS_PER_ELEMENT,
-            reads=(read(scores, n_scores),) if eager else (),
+            reads=softmax_reads + ((read(sinks),) if sinks is not None else ()),
             writes=(read(scores, n_scores),) if eager else (),
             kernels=1 if eager else 0,
         ),
-        # [s, t] @ [t, d] per (sequence, head): probabilities · v
+        # [s, t] @ [t, d_v] per (sequence, head): probabilities · v
         matmul(
             "attn_values",
             Group.ATTENTION,
             scores,
-            cache,
+            values,
             out,
             m=s,
-            k=t,
-            n=d,
+            k=context,
+            n=d_v,
             batch=b * n_h,
-            b_batch=b * n_kv,
+            b_batch=b * kv_heads,
             read_a=eager,
             kernels=1 if eager else 0,
         ),

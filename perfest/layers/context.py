@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from perfest.enums import StrEnum
 from perfest.ops import Role, Tensor
 from perfest.sharding import Layout, Shard, shard
 from perfest.specs import DTYPE_BYTES, SCALE_BYTES_PER_WEIGHT, ModelConfig, Workload
@@ -16,6 +17,29 @@ from perfest.symbols import Expr, Sym, expr
 
 #: Bytes per element of a token id (int64, as PyTorch embeds them).
 TOKEN_ID_BYTES = 8.0
+
+
+class Phase(StrEnum):
+    """The pass a graph is built for, where a layer's form depends on it: latent attention is
+    naive in prefill and absorbed in decode by default (perfest.layers.mla), and
+    `--experts-touched` overrides the experts a decode step touches (perfest.layers.moe)."""
+
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
+def phase_dependent(model: ModelConfig, w: Workload) -> bool:
+    """Whether prefill and decode need different graphs for `model` under `w`."""
+    return (model.mla and w.mla == "auto") or (model.moe and w.experts_touched is not None)
+
+
+def _size(dtype: str, narrower_than: str) -> float:
+    """Bytes per element of a weight stored as `dtype`, with its quantization scales when it
+    is narrower than the activations it multiplies (weight-only)."""
+    size = DTYPE_BYTES[dtype]
+    if size < DTYPE_BYTES[narrower_than]:
+        size += SCALE_BYTES_PER_WEIGHT.get(dtype, 0.0)
+    return size
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +57,19 @@ class Dtypes:
     weight_size: float
     emb_size: float
     kv_size: float
+    expert: str = ""  # the routed experts' weights: `--weight-dtype`, else the model's format
+    expert_size: float = 0.0
 
     @classmethod
-    def of(cls, w: Workload) -> Dtypes:
+    def of(cls, w: Workload, model: ModelConfig | None = None) -> Dtypes:
         act = DTYPE_BYTES[w.dtype]
         weight = DTYPE_BYTES[w.w_dtype]
         if w.weight_only:
             weight += SCALE_BYTES_PER_WEIGHT.get(w.w_dtype, 0.0)
         emb_dtype = w.dtype if w.weight_only else w.w_dtype
+        expert = w.w_dtype
+        if w.weight_dtype is None and model is not None and model.expert_weight_dtype:
+            expert = model.expert_weight_dtype
         return cls(
             act=w.dtype,
             weight=w.w_dtype,
@@ -50,6 +79,8 @@ class Dtypes:
             weight_size=weight,
             emb_size=DTYPE_BYTES[emb_dtype],
             kv_size=DTYPE_BYTES[w.cache_dtype],
+            expert=expert,
+            expert_size=_size(expert, w.dtype),
         )
 
 
@@ -62,10 +93,27 @@ class Ctx:
     shard: Shard
     dt: Dtypes
     flash: bool = True
+    phase: Phase = Phase.PREFILL
+    workload: Workload | None = None  # the MoE and latent-attention options (None: defaults)
+    # Prefixes the names of the tensors built, so that two segments' layers hold distinct
+    # tensors (a tensor named alike in two segments is one shared tensor: perfest.graph).
+    scope: str = ""
 
     @classmethod
-    def of(cls, model: ModelConfig, w: Workload) -> Ctx:
-        return cls(model, shard(model, Layout(tp=w.tp)), Dtypes.of(w), w.attention == "flash")
+    def of(cls, model: ModelConfig, w: Workload, phase: Phase = Phase.PREFILL) -> Ctx:
+        layout = Layout(tp=w.tp, ep=w.ep, dp_attention=w.dp_attention)
+        return cls(
+            model, shard(model, layout), Dtypes.of(w, model), w.attention == "flash", phase, w
+        )
+
+    @property
+    def mla_form(self) -> str:
+        """Latent attention's form, "naive" or "absorbed" (perfest.layers.mla): `--mla`, or
+        by phase when "auto"."""
+        choice = self.workload.mla if self.workload is not None else "auto"
+        if choice != "auto":
+            return choice
+        return "absorbed" if self.phase is Phase.DECODE else "naive"
 
     # Sizes (symbols with their per-device values).
     @property
@@ -99,22 +147,37 @@ class Ctx:
     # Tensors.
     def act(self, name: str, *shape: Expr | int) -> Tensor:
         """An activation in the compute dtype."""
-        return Tensor(name, Role.ACTIVATION, _shape(shape), self.dt.act, self.dt.act_size)
+        dt = self.dt
+        return Tensor(self.scope + name, Role.ACTIVATION, _shape(shape), dt.act, dt.act_size)
 
     def weight(self, name: str, *shape: Expr | int) -> Tensor:
         """A block matmul weight, in the weight dtype (quantized under weight-only)."""
-        return Tensor(name, Role.WEIGHT, _shape(shape), self.dt.weight, self.dt.weight_size)
+        dt = self.dt
+        return Tensor(self.scope + name, Role.WEIGHT, _shape(shape), dt.weight, dt.weight_size)
 
     def param(self, name: str, *shape: Expr | int) -> Tensor:
         """Embeddings, norms and the LM head: never quantized below the activation dtype."""
-        return Tensor(name, Role.WEIGHT, _shape(shape), self.dt.emb, self.dt.emb_size)
+        return Tensor(self.scope + name, Role.WEIGHT, _shape(shape), self.dt.emb, self.dt.emb_size)
 
     def bias(self, name: str, *shape: Expr | int) -> Tensor:
         """A bias, added in the matmul's epilogue in the activation dtype."""
-        return Tensor(name, Role.WEIGHT, _shape(shape), self.dt.act, self.dt.act_size)
+        return Tensor(self.scope + name, Role.WEIGHT, _shape(shape), self.dt.act, self.dt.act_size)
+
+    def expert_weight(self, name: str, *shape: Expr | int) -> Tensor:
+        """A bank of routed experts' weights (first dimension: the experts held), in the
+        experts' weight format; a token uses k of the model's E (`routed`)."""
+        dt = self.dt
+        return Tensor(
+            self.scope + name, Role.WEIGHT, _shape(shape), dt.expert, dt.expert_size, routed=True
+        )
+
+    def expert_bias(self, name: str, *shape: Expr | int) -> Tensor:
+        """A bank of routed experts' biases, in the activation dtype (`routed`, as the weights)."""
+        dt = self.dt
+        return Tensor(self.scope + name, Role.WEIGHT, _shape(shape), dt.act, dt.act_size, True)
 
     def kv_cache(self, name: str, *shape: Expr | int) -> Tensor:
-        return Tensor(name, Role.KV_CACHE, _shape(shape), self.dt.kv, self.dt.kv_size)
+        return Tensor(self.scope + name, Role.KV_CACHE, _shape(shape), self.dt.kv, self.dt.kv_size)
 
     def table(self, name: str, *shape: Expr | int, itemsize: float | None = None) -> Tensor:
         """An input that is neither weight nor activation: token ids, RoPE's cos/sin table."""

@@ -15,36 +15,37 @@ from __future__ import annotations
 
 from perfest.layers.context import Ctx
 from perfest.ops import Group, Op, Tensor, elementwise, matmul, read
-from perfest.symbols import Expr, b, s
+from perfest.symbols import Expr, Sym, b, s
 
 ACTIVATION_FLOPS_PER_ELEMENT = {"silu": 5, "gelu": 8, "gelu_tanh": 8, "relu": 1}
 
 
-def mlp_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
-    """x [b·s, h] (normed) → y [b·s, h]."""
+def mlp_ops(ctx: Ctx, x: Tensor, y: Tensor, i: Sym | None = None, prefix: str = "mlp") -> list[Op]:
+    """x [b·s, h] (normed) → y [b·s, h]. `i` and `prefix`: another MLP of the block, such as
+    a mixture of experts' shared experts (i_shared, "shared": shared_gate, shared_up, …)."""
     m = ctx.model
-    h, i = ctx.h, ctx.i
+    h, i = ctx.h, ctx.i if i is None else i
     gated = m.mlp == "gated"
 
     def proj(name: str, a: Tensor, c: Tensor, k: Expr, n: Expr) -> Op:
-        bias = ctx.bias(f"mlp.{name}.bias", n) if m.mlp_bias else None
-        w = ctx.weight(f"mlp.{name}.weight", k, n)
+        bias = ctx.bias(f"{prefix}.{name}.bias", n) if m.mlp_bias else None
+        w = ctx.weight(f"{prefix}.{name}.weight", k, n)
         return matmul(name, Group.MLP, a, w, c, m=b * s, k=k, n=n, bias=bias)
 
     inner = b * s * i  # elements of the [b·s, i] intermediate
-    gate, up, act = (ctx.act(f"mlp.{n}", b * s, i) for n in ("gate", "up", "act"))
+    gate, up, act = (ctx.act(f"{prefix}.{n}", b * s, i) for n in ("gate", "up", "act"))
     act_flops = ACTIVATION_FLOPS_PER_ELEMENT[m.activation] + (1 if gated else 0)
-    ops = [proj("mlp_gate", x, gate, h, i)] if gated else []  # [b·s, h] @ [h, i]
+    ops = [proj(f"{prefix}_gate", x, gate, h, i)] if gated else []  # [b·s, h] @ [h, i]
     ops += [
-        proj("mlp_up", x, up, h, i),  # [b·s, h] @ [h, i]
+        proj(f"{prefix}_up", x, up, h, i),  # [b·s, h] @ [h, i]
         elementwise(
-            "mlp_act",
+            f"{prefix}_act",
             Group.MLP,
             inner,
             act_flops,
             reads=(read(gate, inner), read(up, inner)) if gated else (read(up, inner),),
             writes=(read(act, inner),),
         ),
-        proj("mlp_down", act, y, i, h),  # [b·s, i] @ [i, h]
+        proj(f"{prefix}_down", act, y, i, h),  # [b·s, i] @ [i, h]
     ]
     return ops

@@ -19,11 +19,14 @@ NORM_FLOPS_PER_ELEMENT = {"rmsnorm": 4, "layernorm": 7}
 NORM_PARAMS = {"rmsnorm": ("γ",), "layernorm": ("γ", "β")}
 
 
-def norm_op(name: str, ctx: Ctx, x: Tensor, y: Tensor, rows: Expr | None = None) -> Op:
-    """Normalize `rows` (default b·s) vectors of width h: read x and γ (β), write y."""
-    n = mul(b, s, ctx.h) if rows is None else mul(rows, ctx.h)
+def norm_op(
+    name: str, ctx: Ctx, x: Tensor, y: Tensor, rows: Expr | None = None, width: Expr | None = None
+) -> Op:
+    """Normalize `rows` (default b·s) vectors of `width` (default h): read x and γ (β), write y."""
+    width = ctx.h if width is None else width
+    n = mul(b, s, width) if rows is None else mul(rows, width)
     kind = ctx.model.norm
-    params = tuple(read(ctx.param(f"{name}.{p}", ctx.h)) for p in NORM_PARAMS[kind])
+    params = tuple(read(ctx.param(f"{name}.{p}", width)) for p in NORM_PARAMS[kind])
     return elementwise(
         name,
         Group.NORM,

@@ -60,6 +60,41 @@ def _facts(rows: Iterable[tuple[str, str]]) -> Table:
     return table
 
 
+def _variant_facts(m: Any) -> list[tuple[str, str]]:
+    """Rows for a mixture of experts and the attention variants (none for a plain model)."""
+    from perfest.parameters import active_parameters
+
+    rows = []
+    if m.moe:
+        active = active_parameters(m)
+        rows.append(("active parameters", f"{active:,} ({count(active)}) per token"))
+        moe_layers = sum(1 for moe, _ in m.layer_kinds() if moe)
+        shared = f", shared i {m.i_shared}" if m.i_shared else ""
+        rows.append(
+            (
+                "experts",
+                f"top-{m.experts_per_token} of {m.num_experts} ({m.router_scoring}), i_e "
+                f"{m.i_e}{shared}, {moe_layers} of {m.L} layers"
+                + (f", weights {m.expert_weight_dtype}" if m.expert_weight_dtype else ""),
+            )
+        )
+    if m.mla:
+        q = f"q rank {m.q_lora_rank}, " if m.q_lora_rank else ""
+        rows.append(
+            (
+                "latent attention",
+                f"{q}kv rank {m.kv_lora_rank}, head dims nope {m.qk_nope_head_dim} + rope "
+                f"{m.qk_rope_head_dim}, v {m.v_head_dim}; cache {m.kv_lora_rank + m.rope_dim} "
+                "per token per layer",
+            )
+        )
+    if m.sliding_window:
+        windowed = sum(1 for _, window in m.layer_kinds() if window)
+        window = f"{m.sliding_window:,} tokens on {windowed} of {m.L} layers"
+        rows.append(("sliding window", window))
+    return rows
+
+
 def show_model(m: Any, console: Console) -> None:
     from perfest.parameters import count_parameters, parameter_breakdown
 
@@ -70,6 +105,7 @@ def show_model(m: Any, console: Console) -> None:
             [
                 ("model", f"{m.name} ({m.label})"),
                 ("parameters", f"{total:,} ({count(total)}): {parts}"),
+                *_variant_facts(m),
                 ("layers L", str(m.L)),
                 ("hidden h", str(m.h)),
                 ("heads n_h / n_kv", f"{m.n_h} / {m.n_kv} ({m.attention_kind})"),

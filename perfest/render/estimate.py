@@ -6,17 +6,26 @@ from rich.console import Console
 from rich.table import Table
 
 from perfest.render import bound_style, count, gb, intensity, seconds, si
-from perfest.results import Estimate, PhaseEstimate
+from perfest.results import Estimate, OpEstimate, PhaseEstimate
+
+
+def _op_label(segment: str, name: str) -> str:
+    """An op's name, with its decoder segment's kind where a model has several ("moe: qkv_proj",
+    "window: attn_scores")."""
+    if segment.startswith("decoder."):
+        return f"{segment.removeprefix('decoder.')}: {name}"
+    return name
 
 
 def phase_table(phase: PhaseEstimate, title: str) -> Table:
     table = Table(title=title, title_justify="left", show_edge=False)
     for col in ("op", "×", "FLOPs", "bytes", "FLOP/B", "time", "roofline", "bound", "share"):
         table.add_column(col, justify="left" if col in ("op", "bound") else "right")
-    for op in phase.layers:
+    for row in phase.rows:
+        op = OpEstimate.of(row)
         share = op.time_s / phase.time_s if phase.time_s else 0.0
         table.add_row(
-            op.name,
+            _op_label(row.segment, op.name),
             str(op.count),
             si(op.flops),
             si(op.bytes, "B"),
@@ -41,18 +50,31 @@ def phase_table(phase: PhaseEstimate, title: str) -> Table:
     return table
 
 
+def _active(est: Estimate) -> str:
+    """ " (12.9 B active per token)" for a mixture of experts, else nothing."""
+    ctx = est.prefill.plan.ctx
+    if ctx is None or not ctx.model.moe:
+        return ""
+    from perfest.parameters import active_parameters
+
+    return f" ({count(active_parameters(ctx.model))} active per token)"
+
+
 def render_estimate(est: Estimate, console: Console, layers: bool = False) -> None:
     w = est.workload
     mem, gen = est.memory, est.generation
     console.print(
         f"[bold]{est.model}[/] on [bold]{est.hardware}[/]"
         + (f" ×{w.tp} (tensor parallel)" if w.tp > 1 else "")
+        + (f" · experts over {w.ep} devices" if w.ep > 1 else "")
+        + (" · data-parallel attention" if w.dp_attention else "")
         + f" · batch {w.batch} · {w.input_len} in / {w.output_len} out · {w.dtype}"
         + (f", weights {w.weight_dtype}" if w.weight_dtype else "")
         + (f", KV {w.kv_dtype}" if w.kv_dtype else "")
     )
     console.print(
-        f"{count(est.parameters)} parameters · ridge point {est.ridge_point:,.0f} FLOP/B · "
+        f"{count(est.parameters)} parameters{_active(est)} · "
+        f"ridge point {est.ridge_point:,.0f} FLOP/B · "
         f"efficiency: compute {est.compute_efficiency:.0%}, memory {est.memory_efficiency:.0%}"
     )
     table = Table(show_edge=False, title_justify="left")

@@ -131,9 +131,26 @@ def summary_lines(s: SweepSummary, points: tuple[SweepPoint, ...]) -> list[str]:
 
 
 def _ridge(s: SweepSummary) -> str:
+    if s.experts:
+        return _moe_ridge(s)
     return (
         f"analytic ridge-point batch ≈ {s.ridge_batch:,.0f} = ridge point "
         f"{s.ridge_point:,.0f} FLOP/B × {s.bytes_per_weight:g} B per weight ÷ 2 FLOP"
+    )
+
+
+def _moe_ridge(s: SweepSummary) -> str:
+    """The ridge-point batch of a mixture of experts, with experts touched (perfest.sweeps)."""
+    E, k = s.experts, s.experts_per_token
+    dense = s.ridge_point * s.bytes_per_weight / 2
+    return (
+        f"analytic ridge-point batch ≈ {s.ridge_batch:,.0f}, where the experts' weight matmuls "
+        f"reach the ridge point {s.ridge_point:,.0f} FLOP/B: 2·b·{k} FLOP per "
+        f"{s.bytes_per_weight:g} B expert weight read, shared only by the tokens that pick the "
+        f"same expert — a step of b sequences touches {E}·(1 − (1 − {k}/{E})^b) of the {E} "
+        f"experts ({s.ridge_experts_touched:,.1f} at the ridge); a dense model's "
+        f"ridge point × {s.bytes_per_weight:g} B ÷ 2 = {dense:,.0f} holds for the attention "
+        "and shared weights only"
     )
 
 
@@ -192,8 +209,9 @@ def _no_knee_sentence(s: SweepSummary) -> str:
 KNEE_LEGEND = (
     "knee: the smallest swept batch at which decode is compute-bound; matmul knee: the same "
     "for decode's weight matmuls alone, whose intensity ≈ 2·batch ÷ bytes per weight reaches "
-    "the ridge point at the ridge batch; '–': not within the sweep (at long contexts, "
-    "attention's KV reads, one cache per sequence, can keep decode memory-bound at any batch)."
+    "the ridge point at the ridge batch (a mixture of experts: 2·batch·k ÷ (bytes per weight "
+    "· experts touched)); '–': not within the sweep (at long contexts, attention's KV reads, "
+    "one cache per sequence, can keep decode memory-bound at any batch)."
 )
 
 

@@ -10,6 +10,11 @@ The reference runs on the meta device: shapes propagate, nothing is allocated or
 the 405B model costs what a tiny one does. On meta, scaled_dot_product_attention decomposes
 into two bmm's, which the counter sees (in torch 2.13 it has no formula for the CPU fused
 kernel `_scaled_dot_product_flash_attention_for_cpu`, which a real CPU run would call).
+
+Mixtures of experts route round-robin on meta (the convention in
+perfest.validate.reference_moe: every expert's token count known, the expert FLOPs those of
+any routing); latent attention runs in the form perfest costs for each phase (naive prefill
+and absorbed decode by default, `--mla`).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from perfest.graph import build_graph
 from perfest.inference import make_workload
 from perfest.layers import Ctx
+from perfest.layers.context import Phase
 from perfest.specs import ModelConfig, Workload
 from perfest.validate import require_torch
 
@@ -31,6 +37,23 @@ ROWS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("mlp", "mlp_gate", ("mlp_gate",), "gate"),
     ("mlp", "mlp_up", ("mlp_up",), "up"),
     ("mlp", "mlp_down", ("mlp_down",), "down"),
+    # latent attention (perfest.layers.mla)
+    ("projections", "q_proj", ("q_proj",), "q_proj"),
+    ("projections", "q_a_proj", ("q_a_proj",), "q_a"),
+    ("projections", "q_b_proj", ("q_b_proj",), "q_b"),
+    ("projections", "kv_a_proj", ("kv_a_proj",), "kv_a"),
+    ("projections", "kv_b_proj", ("kv_b_proj",), "kv_b"),
+    ("projections", "q_absorb", ("q_absorb",), "q_absorb"),
+    ("projections", "v_absorb", ("v_absorb",), "v_absorb"),
+    # mixtures of experts (perfest.layers.moe)
+    ("moe", "router", ("router",), "router"),
+    ("moe", "expert_gate", ("expert_gate",), "expert_gate"),
+    ("moe", "expert_up", ("expert_up",), "expert_up"),
+    ("moe", "expert_down", ("expert_down",), "expert_down"),
+    ("moe", "shared_gate", ("shared_gate",), "shared_gate"),
+    ("moe", "shared_up", ("shared_up",), "shared_up"),
+    ("moe", "shared_down", ("shared_down",), "shared_down"),
+    ("moe", "shared_expert_gate", ("shared_expert_gate",), "shared_expert_gate"),
     ("lm_head", "lm_head", ("lm_head",), "lm_head"),
 )
 
@@ -61,13 +84,17 @@ class FlopCheck:
         return self.perfest_total == self.torch_total and all(r.match for r in self.rows)
 
 
-def perfest_matmul_flops(model: ModelConfig, w: Workload, s: int, t: int, s_logits: int) -> dict:
-    """perfest's matmul FLOPs of one pass, by op name (all layers), from the op definitions."""
+def perfest_matmul_flops(
+    model: ModelConfig, w: Workload, s: int, t: int, s_logits: int, phase: Phase = Phase.PREFILL
+) -> dict:
+    """perfest's matmul FLOPs of one pass, by op name (all layers), from the op definitions.
+    (Derived symbols — experts touched, windowed contexts — take their values from the point;
+    an expert product's FLOPs e_t·m_e·… are whole up to rounding.)"""
     env = {"b": w.batch, "s": s, "t": t, "s_logits": s_logits}
     flops: dict[str, int] = {}
-    for segment, op in build_graph(Ctx.of(model, w)).ops():
+    for segment, op in build_graph(Ctx.of(model, w, phase)).ops():
         if op.gemm is not None:
-            count = int(op.gemm.flops.value(env)) * segment.count
+            count = round(op.gemm.flops.value(env)) * segment.count
             flops[op.name] = flops.get(op.name, 0) + count
     return flops
 
@@ -106,17 +133,19 @@ def check_flops(model: ModelConfig, workload: Workload | None = None, net=None, 
     s_logits = w.input_len if w.logits == "all" else 1
     t_decode = decode_context(w)
     passes = (
-        ("prefill", w.input_len, w.input_len, s_logits, 0, w.logits),
-        ("decode", 1, t_decode, 1, t_decode - 1, "last"),
+        (Phase.PREFILL, w.input_len, w.input_len, s_logits, 0, w.logits),
+        (Phase.DECODE, 1, t_decode, 1, t_decode - 1, "last"),
     )
     checks = []
     for phase, s, t, s_log, past, logits in passes:
-        ours = perfest_matmul_flops(model, w, s, t, s_log)
+        ours = perfest_matmul_flops(model, w, s, t, s_log, phase)
+        if model.mla:  # the form perfest costs for this phase
+            net.set_mla_form(Ctx.of(model, w, phase).mla_form)
         theirs, total = torch_matmul_flops(net, w.batch, s, past, logits)
         rows = tuple(
             FlopRow(group, label, sum(ours.get(n, 0) for n in names), theirs.get(leaf, 0))
             for group, label, names, leaf in ROWS
             if any(n in ours for n in names) or leaf in theirs
         )
-        checks.append(FlopCheck(phase, rows, sum(ours.values()), total))
+        checks.append(FlopCheck(phase.value, rows, sum(ours.values()), total))
     return tuple(checks)

@@ -63,7 +63,9 @@ class GroupTimer:
         "RMSNorm": "norm",
         "LayerNorm": "norm",
         "Attention": "attention",
+        "LatentAttention": "attention",
         "MLP": "mlp",
+        "MoE": "mlp",
         "Block": "block",
     }
 

@@ -13,6 +13,12 @@ Clear over clever: one tensor op per line, shapes in comments. RoPE uses the rot
 layout on the first `rope_dim` dims of each head (GPT-J interleaves pairs instead: the same
 FLOPs and bytes). Gemma's (1 + γ) norm and √h embedding scale are left out: they change
 neither a FLOP count nor a parameter count.
+
+Mixtures of experts and latent attention are in perfest.validate.reference_moe. A layer with
+a sliding window attends to the last `sliding_window` keys: a decode step slices them off the
+cache (the FLOPs perfest counts); a prefill masks the band, so its FLOPs are the full s×t
+ones — the same as perfest's while s ≤ window. Attention sinks (gpt-oss) join each softmax
+as one more logit per head; QK-norm (Qwen3) normalises each head's q and k.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from dataclasses import dataclass
 from perfest.errors import UnsupportedError
 from perfest.specs import ModelConfig
 from perfest.validate import require_torch
+from perfest.validate.reference_moe import LatentAttention, MoE
 
 torch = require_torch()
 F = torch.nn.functional
@@ -85,9 +92,15 @@ class KVCache:
 
     @classmethod
     def empty(cls, model: ModelConfig, layers: int, b: int, capacity: int, **factory) -> KVCache:
+        """Latent attention caches the latent [b, capacity, c] and the RoPE key [b, capacity,
+        d_r] in `keys` and `values`."""
         shape = (b, model.n_kv, capacity, model.d)
-        keys = [torch.zeros(shape, **factory) for _ in range(layers)]
-        values = [torch.zeros(shape, **factory) for _ in range(layers)]
+        k_shape, v_shape = shape, shape
+        if model.mla:
+            k_shape = (b, capacity, model.kv_lora_rank)
+            v_shape = (b, capacity, model.qk_rope_head_dim)
+        keys = [torch.zeros(k_shape, **factory) for _ in range(layers)]
+        values = [torch.zeros(v_shape, **factory) for _ in range(layers)]
         return cls(keys, values)
 
 
@@ -116,34 +129,51 @@ class Rope(nn.Module):
 
 
 class AttentionCore(nn.Module):
-    """softmax(q·kᵀ/√d + causal mask)·v. `flash`: torch's fused SDPA; `eager`: three ops."""
+    """softmax(q·kᵀ/√d + causal mask)·v. `flash`: torch's fused SDPA; `eager`: three ops.
+    `window`: attend to the last `window` keys only; `sinks` [n_h]: one more logit per head
+    in each softmax (eager: SDPA has no place for it)."""
 
-    def __init__(self, n_h: int, n_kv: int, flash: bool):
+    def __init__(self, n_h: int, n_kv: int, flash: bool, window: int | None = None, sinks=None):
         super().__init__()
         self.groups = n_h // n_kv
-        self.flash = flash
+        self.flash = flash and sinks is None
+        self.window = window
+        self.sinks = sinks
 
-    def forward(self, q, k, v, past: int):
+    def forward(self, q, k, v, past: int, scale: float | None = None):
         """q [b, n_h, s, d]; k, v [b, n_kv, t, d] with t = past + s → [b, n_h, s, d]."""
         s, t = q.shape[2], k.shape[2]
+        groups = q.shape[1] // k.shape[1]  # n_h / n_kv (n_h when every head reads one latent)
+        if self.window is not None and past + 1 > self.window:  # keys before the window: out
+            start = past + 1 - self.window
+            k, v, t, past = k[:, :, start:], v[:, :, start:], t - start, past - start
         causal = past == 0 and s > 1
         mask = None
         if s > 1 and not causal:  # new tokens see the whole cache and the new ones before them
             mask = torch.ones(s, t, dtype=torch.bool, device=q.device).tril(diagonal=past)
-        if self.groups > 1 and not (self.flash and _SDPA_GQA):
-            k = k.repeat_interleave(self.groups, dim=1)  # [b, n_h, t, d]
-            v = v.repeat_interleave(self.groups, dim=1)
+        if self.window is not None and s > 1:  # and, in the band, the last `window` of them
+            band = torch.ones(s, t, dtype=torch.bool, device=q.device)
+            band = band.tril(diagonal=past).triu(diagonal=past - self.window + 1)
+            mask, causal = band, False
+        if groups > 1 and not (self.flash and _SDPA_GQA):
+            k = k.repeat_interleave(groups, dim=1)  # [b, n_h, t, d]
+            v = v.repeat_interleave(groups, dim=1)
         if self.flash:
-            extra = {"enable_gqa": True} if self.groups > 1 and _SDPA_GQA else {}
+            extra = {"enable_gqa": True} if groups > 1 and _SDPA_GQA else {}
             return F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, is_causal=causal, **extra
+                q, k, v, attn_mask=mask, is_causal=causal, scale=scale, **extra
             )
-        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # [b, n_h, s, t]
+        scale = 1 / math.sqrt(q.shape[-1]) if scale is None else scale
+        scores = q @ k.transpose(-2, -1) * scale  # [b, n_h, s, t]
         if causal:
             mask = torch.ones(s, t, dtype=torch.bool, device=q.device).tril()
         if mask is not None:
             scores = scores.masked_fill(~mask, float("-inf"))
-        return scores.softmax(dim=-1) @ v  # [b, n_h, s, d]
+        if self.sinks is None:
+            return scores.softmax(dim=-1) @ v  # [b, n_h, s, d]
+        sink = self.sinks.view(1, -1, 1, 1).expand(*scores.shape[:3], 1).to(scores.dtype)
+        probs = torch.cat((scores, sink), dim=-1).softmax(dim=-1)[..., :-1]
+        return probs @ v  # [b, n_h, s, d]
 
 
 #: scaled_dot_product_attention(enable_gqa=...) exists since torch 2.5.
@@ -151,13 +181,18 @@ _SDPA_GQA = "enable_gqa" in (F.scaled_dot_product_attention.__doc__ or "")
 
 
 class Attention(nn.Module):
-    def __init__(self, model: ModelConfig, flash: bool, **factory):
+    def __init__(self, model: ModelConfig, flash: bool, window: bool = False, **factory):
         super().__init__()
         self.n_h, self.n_kv, self.d = model.n_h, model.n_kv, model.d
         qkv_width = (model.n_h + 2 * model.n_kv) * model.d
         self.qkv = nn.Linear(model.h, qkv_width, bias=model.qkv_bias, **factory)
         self.rope = Rope(model.rope_dim, device=factory.get("device")) if model.rope_dim else None
-        self.core = AttentionCore(model.n_h, model.n_kv, flash)
+        if model.qk_norm:  # Qwen3: RMSNorm over each head's q and k
+            self.q_norm, self.k_norm = RMSNorm(model.d, **factory), RMSNorm(model.d, **factory)
+        sinks = nn.Parameter(torch.zeros(model.n_h, **factory)) if model.attention_sinks else None
+        self.sinks = sinks
+        width = model.sliding_window if window else None
+        self.core = AttentionCore(model.n_h, model.n_kv, flash, width, self.sinks)
         self.out = nn.Linear(model.q_dim, model.h, bias=model.out_bias, **factory)
 
     def forward(self, x, cache: KVCache | None, layer: int, rope_tables):
@@ -171,6 +206,8 @@ class Attention(nn.Module):
         q = q.view(b, s, self.n_h, self.d).transpose(1, 2)  # [b, n_h, s, d]
         k = k.view(b, s, self.n_kv, self.d).transpose(1, 2)  # [b, n_kv, s, d]
         v = v.view(b, s, self.n_kv, self.d).transpose(1, 2)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is not None:
             q, k = self.rope(q, *rope_tables), self.rope(k, *rope_tables)
         past = cache.length if cache is not None else 0
@@ -202,14 +239,23 @@ class MLP(nn.Module):
 
 class Block(nn.Module):
     """Sequential: x + attn(norm(x)), then + mlp(norm(x)). Parallel (GPT-J, Falcon-7B):
-    x + attn(norm(x)) + mlp(norm(x)) with one shared norm."""
+    x + attn(norm(x)) + mlp(norm(x)) with one shared norm. `moe`: the MLP is a mixture of
+    experts; `window`: attention within the sliding window (ModelConfig.layer_kinds)."""
 
-    def __init__(self, model: ModelConfig, flash: bool, **factory):
+    def __init__(self, model: ModelConfig, flash: bool, moe=False, window=False, routing="topk",
+                 **factory):  # fmt: skip
         super().__init__()
         self.attn_norm = make_norm(model, **factory)
-        self.attn = Attention(model, flash, **factory)
+        if model.mla:
+            core = AttentionCore(model.n_h, model.n_h, flash)
+            norm = lambda width: RMSNorm(width, **factory)  # noqa: E731
+            rope = Rope(model.rope_dim, device=factory.get("device"))
+            self.attn = LatentAttention(model, core, norm, rope, **factory)
+        else:
+            self.attn = Attention(model, flash, window, **factory)
         self.mlp_norm = None if model.parallel_block else make_norm(model, **factory)
-        self.mlp = MLP(model, **factory)
+        act = ACTIVATIONS[model.activation]
+        self.mlp = MoE(model, act, routing, **factory) if moe else MLP(model, **factory)
 
     def forward(self, x, cache, layer, rope_tables):
         a = self.attn_norm(x)
@@ -237,11 +283,19 @@ class Embedding(nn.Module):
 class ReferenceLM(nn.Module):
     """The whole decoder: embed → `layers` blocks → final norm → LM head."""
 
-    def __init__(self, model: ModelConfig, layers: int | None = None, flash: bool = True, **f):
+    def __init__(
+        self,
+        model: ModelConfig,
+        layers: int | None = None,
+        flash: bool = True,
+        routing: str = "topk",
+        **f,
+    ):
         super().__init__()
         self.config = model
         self.embed = Embedding(model, **f)
-        self.blocks = nn.ModuleList(Block(model, flash, **f) for _ in range(layers or model.L))
+        kinds = model.layer_kinds()[: layers or model.L]
+        self.blocks = nn.ModuleList(Block(model, flash, *kind, routing, **f) for kind in kinds)
         self.final_norm = make_norm(model, **f)
         self.lm_head = nn.Linear(model.h, model.V, bias=model.lm_head_bias, **f)
         if model.tied_embeddings:  # one shared Parameter: parameters() counts it once
@@ -264,6 +318,12 @@ class ReferenceLM(nn.Module):
             x = x[:, -1:]  # serving engines need only the last position's logits
         return self.lm_head(x)
 
+    def set_mla_form(self, form: str) -> None:
+        """Latent attention's form in every block: "naive" or "absorbed" (perfest.layers.mla)."""
+        for block in self.blocks:
+            if isinstance(block.attn, LatentAttention):
+                block.attn.form = form
+
     def new_cache(self, b: int, capacity: int) -> KVCache:
         w = self.lm_head.weight
         return KVCache.empty(
@@ -278,10 +338,14 @@ def build_reference(
     layers: int | None = None,
     attention: str = "flash",
     seed: int = 0,
+    routing: str | None = None,
 ) -> ReferenceLM:
     """The reference decoder with random weights (N(0, 0.02)), in eval mode.
 
     `layers` builds only the first k blocks (to time a model whose weights do not fit).
+    `routing` of a mixture of experts: "topk" (the router's choice) or "round_robin" (the FLOP
+    check's deterministic convention, perfest.validate.reference_moe); default round_robin on
+    the meta device, where no router output exists, else topk.
     """
     if model.position not in ("rope", "learned"):
         raise UnsupportedError(f"{model.name}: the reference has no '{model.position}' positions")
@@ -290,7 +354,8 @@ def build_reference(
     torch.manual_seed(seed)
     factory = {"dtype": torch_dtype(dtype), "device": device}
     with torch.no_grad():
-        net = ReferenceLM(model, layers, attention == "flash", **factory)
+        routing = routing or ("round_robin" if device == "meta" else "topk")
+        net = ReferenceLM(model, layers, attention == "flash", routing, **factory)
         if device != "meta":
             for param in net.parameters():
                 if param.dim() > 1:

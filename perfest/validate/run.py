@@ -120,6 +120,8 @@ def check_workload(w: Workload) -> None:
     """What the reference cannot run: tensor parallelism, separate weight/KV dtypes."""
     if w.tp != 1:
         raise UnsupportedError("--tp: the reference runs on one device (use --tp 1)")
+    if w.ep != 1 or w.dp_attention:
+        raise UnsupportedError("--ep: the reference runs on one device (use --ep 1)")
     for name in ("weight_dtype", "kv_dtype"):
         value = getattr(w, name)
         if value not in (None, w.dtype):

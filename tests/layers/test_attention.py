@@ -95,3 +95,26 @@ def test_attention_flops_are_4_b_n_h_s_t_d(ctx, gated, t):
     point = {"b": 2, "s": 3, "t": t}
     total = o["attn_scores"].flops.value(point) + o["attn_values"].flops.value(point)
     assert total == 4 * 2 * 8 * 3 * t * 8
+
+
+def test_a_sliding_window_caps_the_context(ctx, gated):
+    # window 4 at t = 5: each query attends to t_w = min(5, 4) = 4 keys:
+    # q·kᵀ 2·3·8·4·16 = 3,072 FLOPs (5 keys: 3,840); K read b·n_kv·4·8·2 = 256 B
+    windowed = gated.model_copy(update={"sliding_window": 4})
+    c = ctx(windowed)
+    o = {op.name: op for op in attention_ops(c, c.act("x", b * s, c.h), c.act("y", b * s, c.h),
+                                             window=True)}  # fmt: skip
+    env = {**P, "s_logits": 1}
+    assert cost(o["attn_scores"], **env) == (3_072, 768 + 256, 0)
+    assert o["attn_scores"].gemm.n.text() == "t_w"
+    # within the window the context is t itself
+    assert cost(o["attn_scores"], **{**env, "t": 3})[0] == 2 * 3 * 8 * 3 * 16
+
+
+def test_qk_norm_and_sinks(ctx, gated):
+    # QK-norm: RMSNorm (4 FLOPs) over q and k, b·s·(n_h + n_kv)·d = 6·10·8 = 480 elements:
+    # 1,920 FLOPs; reads them (960 B) and γ_q, γ_k (2·8·2 = 32 B). Sinks: n_h = 8 logits read
+    variant = gated.model_copy(update={"qk_norm": True, "attention_sinks": True})
+    o = ops(ctx, variant)
+    assert cost(o["qk_norm"], **P) == (1_920, 960 + 32, 960)
+    assert cost(o["attn_softmax"], **P) == (1_200, 16, 0)
