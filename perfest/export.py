@@ -54,6 +54,7 @@ def estimate_csv(est: Estimate) -> str:
 def sweep_csv(result: SweepResult) -> str:
     """One row per point, every SweepPoint field."""
     from perfest.sweeps import SWEEP_POINT_FIELDS
+
     return to_csv(
         SWEEP_POINT_FIELDS, ([getattr(p, c) for c in SWEEP_POINT_FIELDS] for p in result.points)
     )

@@ -19,6 +19,7 @@ from perfest.cli import cli
 from perfest.errors import SpecError, UnknownNameError
 from perfest.options import progress
 from perfest.render.sweep import knee_sentence
+from perfest.roofline import Bound
 from perfest.specs import Workload
 from perfest.sweep_cli import PROGRESS_MIN_POINTS
 from perfest.sweeps import SweepPoint, SweepSummary, parse_axis, sweep
@@ -177,6 +178,23 @@ def test_weight_matmuls_flip_near_the_analytic_ridge_batch(device):
     ridge_point·w/2 (tile padding and the efficiencies move it; the closed form ignores them)."""
     (s,) = sweep("llama-2-7b", device, batches="16:512:+1").summaries
     assert s.ridge_batch / 1.5 <= s.weights_knee_batch <= s.ridge_batch * 1.5
+
+
+def test_decode_time_is_near_continuous_in_batch_while_memory_bound():
+    # llama-2-7b on an A100, 512 in / 128 out, every batch from 1 to 300: decode stays
+    # memory-bound. One more sequence adds its own KV-cache reads (2·32·4096·2 B·576 tokens
+    # = 302 MB at 2039 GB/s·0.9 ≈ 0.16 ms) and, when it starts a new row tile, the compute
+    # of one more 16-row tile — the smallest the GEMM library has, as it picks the cheapest
+    # shape: 16 rows · 2 FLOPs · 6.61e9 matmul weights / (312 TFLOP/s · 0.8) ≈ 0.85 ms. So no
+    # step exceeds ≈ 1.0 ms, and past the largest tile (batch 128, where charging a second
+    # 128-row tile made batch 129 17 % slower) no step exceeds 3 %.
+    result = sweep("llama-2-7b", "a100-80gb-sxm", batches="1:300")
+    assert {p.decode_bound for p in result.points} == {Bound.MEMORY}
+    tpot = {p.batch: p.tpot_s for p in result.points}
+    for b in range(1, 300):
+        assert tpot[b + 1] - tpot[b] < 1.05e-3, b
+        if b >= 128:
+            assert tpot[b + 1] / tpot[b] - 1 < 0.03, b
 
 
 def test_long_context_attention_keeps_decode_memory_bound(llama_h100):
