@@ -58,6 +58,26 @@ def _activations(prefill: Point, per_token: float, per_token2: float, per_logit:
     return layer + prefill.s_logits * per_logit
 
 
+def smallest_fitting_tp(ctx: Ctx, w: Workload, prefill: Point, capacity: float) -> int | None:
+    """The smallest tensor-parallel degree above w.tp that splits the model's heads and fits its
+    weights, KV cache and activations in `capacity` bytes per device (None: none up to the
+    number of heads). Reads the graph at each tp, as memory does (no plan is compiled)."""
+    from perfest.graph import build_graph
+    from perfest.specs import ModelConfig
+
+    model: ModelConfig = ctx.model
+    for tp in range(w.tp + 1, model.n_h + 1):
+        if model.n_h % tp:
+            continue
+        at = Ctx.of(model, w.model_copy(update={"tp": tp}))
+        graph = build_graph(at)
+        kv_seq = graph.kv_bytes_per_token() * (w.input_len + w.output_len)
+        act_seq = _activations(prefill, *activation_coefficients(at))
+        if graph.weight_bytes() + w.batch * (kv_seq + act_seq) <= capacity:
+            return tp
+    return None
+
+
 def memory_estimate(plan: Plan, hw: HardwareSpec, w: Workload, prefill: Point) -> MemoryEstimate:
     weights = plan.weight_bytes
     kv_seq = plan.kv_bytes_per_token * (w.input_len + w.output_len)

@@ -40,13 +40,26 @@ def json_indent() -> int | None:
 
 
 def fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    """One line on stderr (whatever the message holds) and exit code 2."""
+    click.echo(f"error: {' '.join(str(message).split())}", err=True)
     sys.exit(2)
+
+
+#: The library's argument names whose CLI option is not `--` + the name with dashes.
+_FLAGS = {
+    "model": "--model",
+    "hardware": "--gpu",
+    "batches": "--batch",
+    "input_lens": "--input-len",
+    "output_lens": "--output-len",
+}
 
 
 def option_names(message: str) -> str:
     """'input_len: …' → '--input-len: …', so messages name the option the user typed."""
     match = re.match(r"(\w+):", message)
+    if match and match.group(1) in _FLAGS:
+        return _FLAGS[match.group(1)] + message[match.end(1) :]
     if match and match.group(1) in WORKLOAD_FIELDS:
         return "--" + match.group(1).replace("_", "-") + message[match.end(1) :]
     return message

@@ -287,16 +287,16 @@ def test_progress_is_reported_per_point():
 @pytest.mark.parametrize(
     "kwargs, error, message",
     [
-        ({"batches": []}, SpecError, "--batch: empty list"),
-        ({"batches": [4, 0]}, SpecError, "--batch: 0 must be"),
-        ({"input_lens": [-1]}, SpecError, "--input-len: -1 must be"),
-        ({"output_lens": "0:4"}, SpecError, "--output-len: 0 must be"),
+        ({"batches": []}, SpecError, "^batches: empty list"),
+        ({"batches": [4, 0]}, SpecError, "^batches: 0 must be"),
+        ({"input_lens": [-1]}, SpecError, "^input_lens: -1 must be"),
+        ({"output_lens": "0:4"}, SpecError, "^output_lens: 0 must be"),
         (
             {"hardware": ["h100", "nope-9000"]},
             UnknownNameError,
-            "--gpu: unknown device 'nope-9000'",
+            "^hardware: unknown device 'nope-9000'",
         ),
-        ({"hardware": []}, SpecError, "--gpu: empty list"),
+        ({"hardware": []}, SpecError, "^hardware: empty list"),
         ({"batches": "1:1000", "input_lens": "1:200"}, SpecError, "points; at most 100,000"),
         ({"dtype": "int4"}, SpecError, "dtype: int4 is a weight format"),
     ],
