@@ -218,8 +218,9 @@ def _check(value: int, option: str) -> None:
     if value <= 0:
         raise SpecError(f"{option}: {value} must be a positive whole number")
     if value > MAX_VALUE:
+        shown = f"{value:,}" if value < 10**15 else f"a {len(str(value))}-digit number"
         raise SpecError(
-            f"{option}: {value:,} is more than {MAX_VALUE:,}, beyond anything physically meaningful"
+            f"{option}: {shown} is more than {MAX_VALUE:,}, beyond anything physically meaningful"
         )
 
 
@@ -240,7 +241,7 @@ def _geometric(start: int, stop: int, factor: float, option: str) -> list[int]:
         values.append(round(value))
         k += 1
         if k > MAX_AXIS_VALUES:  # a factor of 1.000001 would take forever
-            raise SpecError(f"{option}: x{factor:g} gives more than {MAX_AXIS_VALUES:,} values")
+            raise SpecError(f"{option}: x{factor!r} gives more than {MAX_AXIS_VALUES:,} values")
     return values
 
 
