@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import stat
 from functools import cache, lru_cache
 from pathlib import Path
@@ -78,10 +79,22 @@ def read_text(path: Path, limit: int = MAX_SPEC_BYTES) -> str:
         ) from None
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading `1e3` as the number YAML 1.2 says it is (YAML 1.1, and
+    so PyYAML, wants `1.0e+3` and reads `1e3` as text)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def parse_yaml(text: str, where: str) -> dict:
-    """Parse a YAML mapping with `safe_load`; errors name the file (`where`) and the line."""
+    """Parse a YAML mapping safely; errors name the file (`where`) and the line."""
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""

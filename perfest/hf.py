@@ -34,6 +34,10 @@ def _act(name: str | None, where: str) -> str:
     return _ACTIVATIONS[name]
 
 
+#: The largest number a config's size field may hold before perfest's own bounds apply.
+MAX_NUMBER = 10**15
+
+
 def _number(c: dict, key: str, where: str, whole: bool = True) -> Any:
     """c[key] when it is a number (a whole one if `whole`), None when absent or null; a bool,
     a string or a fraction where a size belongs is a one-line error naming the field."""
@@ -42,6 +46,12 @@ def _number(c: dict, key: str, where: str, whole: bool = True) -> Any:
     if value is None or (isinstance(value, kinds) and not isinstance(value, bool)):
         if not whole and isinstance(value, float) and not math.isfinite(value):
             raise SpecFileError(f"{where}: {key}: must be a finite number (got {value})")
+        if value is not None and abs(value) > MAX_NUMBER:  # arithmetic below must not overflow
+            shown = f"a {len(str(abs(value)))}-digit number" if isinstance(value, int) else value
+            raise SpecFileError(
+                f"{where}: {key}: must be at most {MAX_NUMBER:,} (got {shown}; larger is not "
+                "physically meaningful)"
+            )
         return value
     what = "a whole number" if whole else "a number"
     raise SpecFileError(f"{where}: {key}: must be {what} (got {str(value)[:40]!r})")

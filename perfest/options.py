@@ -84,7 +84,7 @@ def model_option(fn: Callable) -> Callable:
         "--model",
         "-m",
         required=True,
-        help="Catalog id, model YAML file, or Hugging Face config.json.",
+        help="Catalog id, model YAML file, or Hugging Face config.json (or its folder).",
     )(fn)
 
 

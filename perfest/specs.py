@@ -500,7 +500,7 @@ def first_error(exc: ValidationError, where: str = "") -> SpecError:
                 ctx[key] = str(value)
         try:
             msg = _MESSAGES[kind].format(got=_shown(err.get("input")), **ctx)
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, IndexError, TypeError):
             pass
     elif kind == "literal_error":
         msg = f"must be one of {err['ctx']['expected']} (got {_shown(err.get('input'))})"
