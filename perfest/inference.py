@@ -150,7 +150,7 @@ def memory_note(
         f"{mem.capacity_bytes / 1e9:.0f} GB (largest batch that fits: {mem.max_batch}"
     )
     if plan is not None and plan.ctx is not None and w is not None:
-        tp = smallest_fitting_tp(plan.ctx, w, prefill_point(w), mem.capacity_bytes)
+        tp = smallest_fitting_tp(plan, w, prefill_point(w), mem.capacity_bytes)
         text += f"; fits with tp {tp}" if tp else f"; no tp up to {plan.ctx.model.n_h} fits"
     return Note(NoteKind.MEMORY, text + ")")
 

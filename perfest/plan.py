@@ -184,6 +184,8 @@ class Plan:
         self.kv_bytes_per_token = graph.kv_bytes_per_token()
         self.parameters = count_parameters(ctx.model) if ctx is not None else 0
         self.activations = activation_coefficients(ctx) if ctx is not None else (0.0, 0.0, 0.0)
+        # memory at other tensor-parallel degrees (tp → footprint), filled by perfest.memory
+        self.footprints: dict[int, tuple] = {}
 
     # -----------------------------------------------------------------------------------------
     # Compilation: each op's per-instance signature, then one term per distinct signature.
