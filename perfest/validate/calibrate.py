@@ -373,7 +373,7 @@ METHOD = (
     "efficiencies: MLP-shaped GEMMs / peak, GEMV weight streaming (a line through k = 512 and "
     "4096: rate and per-row time) and m = 2, 4, 8 products' / bandwidth; vector: element-wise "
     "kernels, perfest FLOPs / time; launch: tiny-model forward time / perfest kernel count "
-    "(median); each rate sampled until the samples agree within 5 % (at most 9 samples, 5 "
+    "(median); each rate sampled until the samples agree within 5 % (5 to 9 samples, 5 to 7 "
     "quick): the median, with _low/_high the range of the samples; warm-up excluded"
 )
 
