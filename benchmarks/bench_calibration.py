@@ -17,6 +17,7 @@ under `calibration`. Two checks, printed with the table:
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -33,12 +34,14 @@ def calibrate_once(device: str, quick: bool, path: Path) -> dict:
     cmd = ([exe] if exe else [sys.executable, "-m", "perfest.cli"]) + [
         "calibrate", "--device", device, "-o", str(path), *(["--quick"] if quick else []),
     ]  # fmt: skip
+    load = os.getloadavg()[0]  # other tenants of the machine
     start = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
     seconds = time.perf_counter() - start
     spec = yaml.safe_load(path.read_text())
     cal = spec["calibration"]
     return {
+        "load": load,
         "seconds": seconds,
         "bandwidth": spec["memory_bandwidth_gb_s"],
         "low": cal["memory_bandwidth_gb_s_low"],
@@ -66,14 +69,14 @@ def main() -> None:
     quick = "" if args.full else " --quick"
     print(f"command: perfest calibrate --device {args.device}{quick}, {args.runs} runs in a row\n")
     print("| run | bandwidth GB/s | samples (low–high) | spread | rounds | copy | GEMV | skinny "
-          "| memory_efficiency | seconds |")  # fmt: skip
-    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| memory_efficiency | seconds | load before |")  # fmt: skip
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k, r in enumerate(runs, 1):
         spread = (r["high"] - r["low"]) / r["bandwidth"]
         print(
             f"| {k} | {r['bandwidth']:.3f} | {r['low']:.3f}–{r['high']:.3f} | {spread:.1%} | "
             f"{r['rounds']} | {r['copy']:.3f} | {r['gemv']:.3f} | {r['skinny']:.3f} | "
-            f"{r['efficiency']:.3f} | {r['seconds']:.1f} |"
+            f"{r['efficiency']:.3f} | {r['seconds']:.1f} | {r['load']:.2f} |"
         )
     pairs = [(i, j) for i in range(len(runs)) for j in range(len(runs)) if i != j]
     inside = sum(runs[i]["low"] <= runs[j]["bandwidth"] <= runs[i]["high"] for i, j in pairs)
