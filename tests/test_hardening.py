@@ -498,7 +498,7 @@ def test_validate_help_shows_what_it_runs():
 def test_first_validate_says_it_calibrates_before_it_starts(tmp_path, monkeypatch, gated):
     import perfest.validate.calibrate as calibrate
 
-    def quick(device, quick=False, progress=None):  # the real thing takes ~15 s
+    def quick(device, quick=False, progress=None):  # the real thing takes ~25 s
         hw = perfest.load_hardware("h100").model_copy(update={"name": "calibrated-cpu"})
         return hw, {}
 
@@ -510,7 +510,7 @@ def test_first_validate_says_it_calibrates_before_it_starts(tmp_path, monkeypatc
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     first = r.stderr.splitlines()[0]
-    assert first.startswith("note: no calibrated spec for cpu yet: measuring it first (about 15")
+    assert first.startswith("note: no calibrated spec for cpu yet: measuring it first (about 25 s")
     assert (tmp_path / "home" / "calibrated-cpu.yaml").is_file()
 
 

@@ -144,13 +144,17 @@ def copy_bandwidth(device: str, quick: bool) -> Reading:
     return stable(sample, quick)
 
 
-def _weights(device: str, quick: bool, k: int, n: int, dtype: str = "fp32") -> list:
-    """Enough distinct [n, k] weights to overflow the caches (like a model's layers)."""
+def _weights(
+    device: str, quick: bool, k: int, n: int, dtype: str = "fp32", most: int | None = None
+) -> list:
+    """Enough distinct [n, k] weights to overflow the caches (like a model's layers), or
+    `most` of them."""
     torch = require_torch()
     from perfest.validate.reference import torch_dtype
 
     size = k * n * torch.finfo(torch_dtype(dtype)).bits // 8
     count = max(2, _buffer_bytes(STREAM_BYTES, device, quick) // size)
+    count = min(count, most) if most else count
     return [torch.randn(n, k, dtype=torch_dtype(dtype), device=device) for _ in range(count)]
 
 
@@ -158,9 +162,9 @@ def _weights(device: str, quick: bool, k: int, n: int, dtype: str = "fp32") -> l
 STREAM_SHAPES = ((512, 4096), (4096, 512))
 
 
-def stream_seconds(weights: list, m: int, device: str, quick: bool) -> float:
-    """Seconds of one fp32 product [m, k]·[k, n], cycling through `weights` (fastest of
-    repeats)."""
+def stream_seconds(weights: list, m: int, device: str, warmup: int = 0) -> float:
+    """Seconds of one fp32 product [m, k]·[k, n], cycling through `weights` (the faster of two
+    sweeps; the sampling around it does the repeating)."""
     torch = require_torch()
     x = torch.randn(m, weights[0].shape[1], device=device)
 
@@ -168,7 +172,7 @@ def stream_seconds(weights: list, m: int, device: str, quick: bool) -> float:
         for w in weights:
             torch.nn.functional.linear(x, w)
 
-    return time_call(sweep, device, 2 if quick else 3, 1, best=True) / len(weights)
+    return time_call(sweep, device, 2, warmup, best=True) / len(weights)
 
 
 def gemv_line(short_s: float, long_s: float) -> tuple[float, float]:
@@ -192,16 +196,18 @@ def weight_streaming(device: str, quick: bool) -> tuple[Reading, float, Reading]
     byte/s of skinny products [m, k]·[k, n] for m = 2, 4, 8 over the same shapes; each
     sampled until stable."""
     weights = [_weights(device, quick, k, n) for k, n in STREAM_SHAPES]
+    for w in weights:
+        stream_seconds(w, 1, device, warmup=1)  # first calls: BLAS set-up, page mapping
     rows: list[float] = []
 
     def gemv() -> float:
-        rate, row_s = gemv_line(*(stream_seconds(w, 1, device, quick) for w in weights))
+        rate, row_s = gemv_line(*(stream_seconds(w, 1, device) for w in weights))
         rows.append(row_s)
         return rate
 
     def skinny() -> float:
         rates = [
-            4 * k * n / stream_seconds(w, m, device, quick)
+            4 * k * n / stream_seconds(w, m, device)
             for (k, n), w in zip(STREAM_SHAPES, weights, strict=True)
             for m in ((4,) if quick else (2, 4, 8))
         ]
@@ -245,7 +251,7 @@ def mlp_gemm_rate(device: str, quick: bool, dtype: str, h: int = 1024) -> Readin
     cases = []
     for m in (128,) if quick else (128, 512):
         for k, n in ((h, 4 * h), (4 * h, h)):
-            weights = _weights(device, quick, k, n, dtype)[:8]
+            weights = _weights(device, quick, k, n, dtype, most=8)
             x = torch.randn(m, k, dtype=torch_dtype(dtype), device=device)
 
             def sweep(weights=weights, x=x):
@@ -254,10 +260,11 @@ def mlp_gemm_rate(device: str, quick: bool, dtype: str, h: int = 1024) -> Readin
 
             cases.append((sweep, 2.0 * m * k * n * len(weights)))
 
+    for fn, _ in cases:
+        time_call(fn, device, 1, 1)  # warm-up
+
     def sample() -> float:
-        repeats = 2 if quick else 3
-        rates = [flops / time_call(fn, device, repeats, 1, best=True) for fn, flops in cases]
-        return statistics.median(rates)
+        return statistics.median(flops / time_call(fn, device, 1, 0) for fn, flops in cases)
 
     return stable(sample, quick)
 

@@ -58,7 +58,7 @@ def validate(
     **kwargs,
 ) -> None:
     """Time prefill and decode of a PyTorch reference of MODEL on this machine and compare with
-    perfest's prediction (default spec: this device, calibrated on first use, ~15 s)."""
+    perfest's prediction (default spec: this device, calibrated on first use, ~25 s)."""
     from perfest.validate.render import render_validation, validation_csv
     from perfest.validate.run import validate as run
 
@@ -102,7 +102,7 @@ def _announce_calibration(model: str, device: str) -> None:
     if not default_spec_path(device).exists():
         path = check_default_spec_path(device)
         click.echo(
-            f"note: no calibrated spec for {device} yet: measuring it first (about 15 s, once; "
+            f"note: no calibrated spec for {device} yet: measuring it first (about 25 s, once; "
             f"saved to {path})",
             err=True,
         )

@@ -128,7 +128,7 @@ def check_workload(w: Workload) -> None:
 
 
 def default_hardware(device: str, progress: Progress) -> HardwareSpec:
-    """The local device's calibrated spec, calibrating it the first time (about 15 s; where it
+    """The local device's calibrated spec, calibrating it the first time (about 25 s; where it
     will be written is checked before)."""
     from perfest.validate.calibrate import (
         calibrate,
@@ -140,7 +140,7 @@ def default_hardware(device: str, progress: Progress) -> HardwareSpec:
     path = default_spec_path(device)
     if not path.exists():
         path = check_default_spec_path(device)
-        progress(f"calibrating {device} (first run, about 15 s; saved to {path})")
+        progress(f"calibrating {device} (first run, about 25 s; saved to {path})")
         spec, _ = calibrate(device)
         write_spec(spec, path)
     return load_hardware(path)
