@@ -20,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from perfest.errors import SpecError, UnsupportedError
+from perfest.spec_messages import MESSAGES, closest_field, is_type_tag, shown
 
 #: Bytes per element of each dtype perfest knows (the one list of dtypes; everything else is
 #: derived from it). tf32 is stored as fp32; int4 packs two per byte.
@@ -451,47 +452,17 @@ _static_key = attrgetter(*STATIC_FIELDS)
 WORKLOAD_FIELDS = tuple(Workload.model_fields)
 
 
-def _shown(value: Any) -> str:
-    """A value as a short one-line text (a 400-digit number is not printed in full)."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**15:
-        return f"a {len(str(abs(value)))}-digit number"
-    if isinstance(value, bool):
-        return str(value).lower()
-    text = repr(value) if isinstance(value, str) else str(value)
-    text = " ".join(text.split())
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-#: pydantic error type → how to say it (ctx fields filled in), `{got}` the value given.
-_MESSAGES = {
-    "int_type": "must be a whole number (got {got})",
-    "int_parsing": "must be a whole number (got {got})",
-    "int_from_float": "must be a whole number (got {got})",
-    "float_type": "must be a finite number (got {got})",
-    "float_parsing": "must be a finite number (got {got})",
-    "finite_number": "must be a finite number (got {got})",
-    "bool_type": "must be true or false (got {got})",
-    "string_type": "must be text (got {got})",
-    "greater_than": "must be greater than {gt} (got {got})",
-    "greater_than_equal": "must be at least {ge} (got {got})",
-    "less_than_equal": "must be at most {le:,} (got {got}; larger is not physically meaningful)",
-    "missing": "required field is missing",
-    "dict_type": "must be a mapping of fields (got {got})",
-    "model_type": "must be a mapping of fields (got {got})",
-}
-
-
 def first_error(exc: ValidationError, where: str = "") -> SpecError:
     """Turn pydantic's multi-line report into one line naming the field and the problem."""
     err = exc.errors()[0]
-    loc = ".".join(str(part) for part in err["loc"] if not _is_type_tag(part))
+    loc = ".".join(str(part) for part in err["loc"] if not is_type_tag(part))
     msg = err["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)
     kind = err["type"]
     if kind == "extra_forbidden":
-        msg = "unknown field" + _closest(exc.title, str(err["loc"][-1]))
-    elif kind in _MESSAGES:
+        msg = "unknown field" + closest_field(exc.title, str(err["loc"][-1]))
+    elif kind in MESSAGES:
         ctx = dict(err.get("ctx") or {})
         for key, value in ctx.items():
             if isinstance(value, float) and value.is_integer():
@@ -499,11 +470,11 @@ def first_error(exc: ValidationError, where: str = "") -> SpecError:
             elif not isinstance(value, (int, float)):
                 ctx[key] = str(value)
         try:
-            msg = _MESSAGES[kind].format(got=_shown(err.get("input")), **ctx)
+            msg = MESSAGES[kind].format(got=shown(err.get("input")), **ctx)
         except (KeyError, ValueError, IndexError, TypeError):
             pass
     elif kind == "literal_error":
-        msg = f"must be one of {err['ctx']['expected']} (got {_shown(err.get('input'))})"
+        msg = f"must be one of {err['ctx']['expected']} (got {shown(err.get('input'))})"
     if ":" in msg.split(" ")[0] or not loc:
         text = msg
     else:
@@ -511,21 +482,6 @@ def first_error(exc: ValidationError, where: str = "") -> SpecError:
     if where:
         text = f"{where}: {text}"
     return SpecError(" ".join(text.split()))
-
-
-def _is_type_tag(part: Any) -> bool:
-    """pydantic names the member of a union it tried ('int', 'float', …): not a field."""
-    return isinstance(part, str) and part in ("int", "float", "str", "bool", "none")
-
-
-def _closest(model: str, field: str) -> str:
-    import difflib
-
-    cls = {c.__name__: c for c in (ModelConfig, HardwareSpec, Workload)}.get(model)
-    if cls is None:
-        return ""
-    close = difflib.get_close_matches(field, list(cls.model_fields), n=3, cutoff=0.6)
-    return f"; closest: {', '.join(close)}" if close else ""
 
 
 def build(cls: type[BaseModel], data: dict, where: str = "") -> BaseModel:
