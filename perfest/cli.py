@@ -16,10 +16,12 @@ from perfest.options import (
     emit,
     fail,
     gpu_option,
+    memory_failure,
     model_option,
     option_names,
     output_options,
     pick_workload,
+    report_notes,
     reports_errors,
     stdout,
     workload_options,
@@ -69,6 +71,9 @@ class OneLineErrors(click.Group):
         except click.exceptions.Abort:
             click.echo("aborted", err=True)
             sys.exit(130)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `perfest`: the usual help
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
         except click.ClickException as exc:
             fail(option_names(exc.format_message().replace("\n", " ")))
         except click.exceptions.Exit as exc:
@@ -93,7 +98,6 @@ def estimate(model: str, gpu: str, layers: bool, as_json: bool, as_csv: bool, **
     """Predict prefill, decode and generation time, memory and the bound of each."""
     from perfest.export import estimate_csv
     from perfest.inference import estimate as run
-    from perfest.results import NoteKind
 
     est = run(model, gpu, **pick_workload(kwargs))
     emit(
@@ -103,11 +107,7 @@ def estimate(model: str, gpu: str, layers: bool, as_json: bool, as_csv: bool, **
         lambda: estimate_csv(est),
         lambda console: _render_estimate(est, console, layers),
     )
-    for note in est.warnings:
-        if note.kind is not NoteKind.MEMORY:
-            click.echo(f"warning: {note}", err=True)
-    if not est.memory.fits:
-        fail(next(note.text for note in est.warnings if note.kind is NoteKind.MEMORY))
+    report_notes(est.warnings, memory_failure(est))
 
 
 @cli.command("list")
@@ -144,7 +144,9 @@ def show(kind: str, name: str, as_json: bool) -> None:
             from perfest.parameters import (
                 active_parameters,
                 count_parameters,
+                kv_cache_bytes_per_token,
                 parameter_breakdown,
+                weight_bytes_by_dtype,
             )
 
             data = spec.model_dump(mode="json")
@@ -153,6 +155,8 @@ def show(kind: str, name: str, as_json: bool) -> None:
                 parameter_breakdown=parameter_breakdown(spec),
                 head_dim=spec.d,
                 num_kv_heads=spec.n_kv,
+                weight_bytes=weight_bytes_by_dtype(spec),
+                kv_cache_bytes_per_token=kv_cache_bytes_per_token(spec),
             )
             data["active_parameters"] = active_parameters(spec)  # per token (k of E experts)
             click.echo(dumps(data))

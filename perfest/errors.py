@@ -28,3 +28,8 @@ class UnsupportedError(PerfestError):
 
 class MissingExtraError(PerfestError):
     """An optional dependency (PyTorch, matplotlib) is needed and not installed."""
+
+
+class ArgumentTypeError(PerfestError, TypeError):
+    """A library function got an argument of a type it does not take (names the argument and
+    the types it accepts). A TypeError too, as Python's own convention for this case."""

@@ -10,7 +10,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from perfest.results import OP_FIELDS, Estimate
+from perfest.results import OP_FIELDS, Estimate, _plain
 
 if TYPE_CHECKING:
     from perfest.sweeps import SweepResult
@@ -35,10 +35,21 @@ def _finite(obj: Any) -> Any:
 
 
 def to_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """CSV with one number format per column: a column holding any float writes every number
+    as a float (`268435456.0` beside `1649267441664.0`), a column of whole numbers as ints;
+    enums as their values."""
+    rows = [[_plain(value) for value in row] for row in rows]
+    floats = {col for row in rows for col, value in enumerate(row) if isinstance(value, float)}
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
-    writer.writerows(rows)
+    for row in rows:
+        writer.writerow(
+            [
+                float(v) if col in floats and isinstance(v, int) and not isinstance(v, bool) else v
+                for col, v in enumerate(row)
+            ]
+        )
     return out.getvalue()
 
 
@@ -54,6 +65,7 @@ def estimate_csv(est: Estimate) -> str:
 def sweep_csv(result: SweepResult) -> str:
     """One row per point, every SweepPoint field."""
     from perfest.sweeps import SWEEP_POINT_FIELDS
+
     return to_csv(
         SWEEP_POINT_FIELDS, ([getattr(p, c) for c in SWEEP_POINT_FIELDS] for p in result.points)
     )

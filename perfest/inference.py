@@ -23,7 +23,8 @@ from typing import NamedTuple
 from pydantic import ValidationError
 
 from perfest.catalog import load_hardware, load_model
-from perfest.memory import memory_estimate
+from perfest.errors import ArgumentTypeError, SpecError
+from perfest.memory import memory_estimate, smallest_fitting_tp
 from perfest.plan import Plan, Point, Totals, plan_for
 from perfest.results import (
     SCHEMA_VERSION,
@@ -34,11 +35,16 @@ from perfest.results import (
     NoteKind,
     PhaseEstimate,
 )
-from perfest.specs import HardwareSpec, ModelConfig, Workload, first_error
+from perfest.specs import HardwareSpec, ModelConfig, Workload, dtype_problem, first_error
 
 
 def make_workload(workload: Workload | None = None, **fields) -> Workload:
     """A Workload from keyword fields (None values dropped), one-line errors on bad input."""
+    if workload is not None and not isinstance(workload, Workload):
+        raise ArgumentTypeError(
+            f"workload: expected a Workload or None (or its fields as keywords); got "
+            f"{type(workload).__name__}"
+        )
     if workload is not None and not fields:
         return workload
     base = workload.model_dump(exclude_unset=True) if workload is not None else {}
@@ -47,6 +53,19 @@ def make_workload(workload: Workload | None = None, **fields) -> Workload:
         return Workload(**base)
     except ValidationError as exc:
         raise first_error(exc) from None
+
+
+def for_model(model: ModelConfig, w: Workload) -> Workload:
+    """`w` with the model's own weight dtype (a quantized checkpoint's) when it gives none."""
+    if w.weight_dtype is not None or model.weight_dtype is None:
+        return w
+    problem = dtype_problem(w.dtype, model.weight_dtype, w.kv_dtype)
+    if problem:
+        raise SpecError(
+            f"{problem.split(':', 1)[0]}: {model.name} stores {model.weight_dtype} weights "
+            f"(weight_dtype in its spec):{problem.split(':', 1)[1]}"
+        )
+    return w.model_copy(update={"weight_dtype": model.weight_dtype})
 
 
 class Shape(NamedTuple):
@@ -119,24 +138,63 @@ def generation(w: Workload | Shape, prefill: Totals, decode: Totals) -> Generati
     )
 
 
-def memory_note(hw: HardwareSpec, mem: MemoryEstimate) -> Note | None:
+def memory_note(
+    hw: HardwareSpec, mem: MemoryEstimate, plan: Plan | None = None, w: Workload | None = None
+) -> Note | None:
+    """Does not fit: by how much, the largest batch that does, and (given the plan and the
+    workload) the smallest tensor-parallel degree that does."""
     if mem.fits:
         return None
-    return Note(
-        NoteKind.MEMORY,
+    text = (
         f"memory: needs {mem.total_bytes / 1e9:.1f} GB per device but {hw.name} has "
-        f"{mem.capacity_bytes / 1e9:.0f} GB (largest batch that fits: {mem.max_batch})",
+        f"{mem.capacity_bytes / 1e9:.0f} GB (largest batch that fits: {mem.max_batch}"
     )
+    if plan is not None and plan.ctx is not None and w is not None:
+        tp = smallest_fitting_tp(plan, w, prefill_point(w), mem.capacity_bytes)
+        text += f"; fits with tp {tp}" if tp else f"; no tp up to {plan.ctx.model.n_h} fits"
+    return Note(NoteKind.MEMORY, text + ")")
 
 
 def positions_note(model: ModelConfig, w: Workload | Shape) -> Note | None:
-    if w.input_len + w.output_len <= model.max_position_embeddings:
+    """Longer than the model was trained for: the last generated token is never fed back, so a
+    request needs input_len + output_len − 1 positions."""
+    positions = w.input_len + w.output_len - 1
+    if positions <= model.max_position_embeddings:
         return None
     return Note(
         NoteKind.POSITIONS,
-        f"input_len + output_len = {w.input_len + w.output_len} exceeds {model.name}'s "
+        f"input_len + output_len - 1 = {positions} positions exceed {model.name}'s "
         f"max_position_embeddings {model.max_position_embeddings}",
     )
+
+
+def layout_notes(model: ModelConfig, hw: HardwareSpec, w: Workload) -> tuple[Note, ...]:
+    """What-if layouts, estimated but worth a warning: a tensor-parallel group larger than a
+    node (its all-reduces cross the network between nodes, as perfest.sharding.link charges
+    them), and kv heads that neither divide tp nor are divided by it (some replicated on some
+    devices only; perfest charges every device the most any holds)."""
+    notes = []
+    per_node = hw.devices_per_node
+    if per_node is not None and w.tp > per_node:
+        nodes = -(-w.tp // per_node)
+        notes.append(
+            Note(
+                NoteKind.LAYOUT,
+                f"tp: {w.tp} devices span {nodes} nodes of {per_node} {hw.name}; tensor "
+                f"parallelism normally stays within a node, so its all-reduces are charged to "
+                f"the network between nodes ({hw.network_bandwidth_gb_s:g} GB/s per device)",
+            )
+        )
+    n_kv = model.n_kv
+    if w.tp > 1 and n_kv % w.tp and w.tp % n_kv:
+        notes.append(
+            Note(
+                NoteKind.LAYOUT,
+                f"tp: {w.tp} devices and {model.name}'s {n_kv} kv heads do not divide each "
+                f"other; each device is charged {-(-n_kv // w.tp)} kv heads",
+            )
+        )
+    return tuple(notes)
 
 
 def run(plan: Plan, model: ModelConfig, hw: HardwareSpec, w: Workload) -> Estimate:
@@ -146,7 +204,15 @@ def run(plan: Plan, model: ModelConfig, hw: HardwareSpec, w: Workload) -> Estima
         PhaseEstimate(spec.name, point, total, plan.for_phase(spec.name))
         for spec, point, total in zip(INFERENCE, points, totals, strict=True)
     )
-    notes = tuple(n for n in (memory_note(hw, memory), positions_note(model, w)) if n)
+    notes = tuple(
+        n
+        for n in (
+            memory_note(hw, memory, plan, w),
+            positions_note(model, w),
+            *layout_notes(model, hw, w),
+        )
+        if n
+    )
     r = plan.rates
     return Estimate(  # positional, in field order
         model.name,
@@ -172,11 +238,13 @@ def estimate(
 ) -> Estimate:
     """Estimate inference of `model` on `hardware`.
 
-    `model` and `hardware` are catalog names, file paths, or loaded specs; the workload is a
-    `Workload` or its fields as keywords (batch, input_len, output_len, dtype, weight_dtype,
-    kv_dtype, tp, logits, attention, compute_efficiency, memory_efficiency, ep, dp_attention,
-    experts_touched, mla).
+    `model` and `hardware` are catalog names, file paths (str or pathlib.Path; a Hugging Face
+    config.json or model folder for a model), loaded specs, or dicts of their fields; the
+    workload is a `Workload` or its fields as keywords (batch, input_len, output_len, dtype,
+    weight_dtype, kv_dtype, tp, logits, attention, compute_efficiency, memory_efficiency, ep,
+    dp_attention, experts_touched, mla). A model that stores quantized weights (`weight_dtype`)
+    sets the weight dtype unless given.
     """
     m, hw = load_model(model), load_hardware(hardware)
-    w = make_workload(workload, **fields)
+    w = for_model(m, make_workload(workload, **fields))
     return run(plan_for(m, hw, w), m, hw, w)

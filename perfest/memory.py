@@ -65,6 +65,35 @@ def _activations(prefill: Point, per_token: float, per_token2: float, per_logit:
     return layer + prefill.s_logits * per_logit
 
 
+def smallest_fitting_tp(plan: Plan, w: Workload, prefill: Point, capacity: float) -> int | None:
+    """The smallest tensor-parallel degree above w.tp that splits the model's heads and fits its
+    weights, KV cache and activations in `capacity` bytes per device (None: none up to the
+    number of heads). Reads the graph at each tp, as memory does; each tp's footprint is
+    worked out once per plan (`plan.footprints`), so only the arithmetic below runs per call."""
+    model = plan.ctx.model
+    for tp in range(w.tp + 1, model.n_h + 1):
+        if model.n_h % tp:
+            continue
+        footprint = plan.footprints.get(tp)
+        if footprint is None:
+            footprint = plan.footprints[tp] = _footprint(plan.ctx, tp)
+        weights, kv_token, coefficients = footprint
+        kv_seq = kv_token * (w.input_len + w.output_len)
+        if weights + w.batch * (kv_seq + _activations(prefill, *coefficients)) <= capacity:
+            return tp
+    return None
+
+
+def _footprint(ctx: Ctx, tp: int) -> tuple:
+    """(weight bytes, KV bytes per token, activation coefficients) on one device at `tp`."""
+    from perfest.graph import build_graph
+    from perfest.sharding import Layout, shard
+
+    at = Ctx(ctx.model, shard(ctx.model, Layout(tp=tp)), ctx.dt, ctx.flash)
+    graph = build_graph(at)
+    return graph.weight_bytes(), graph.kv_bytes_per_token(), activation_coefficients(at)
+
+
 def memory_estimate(plan: Plan, hw: HardwareSpec, w: Workload, prefill: Point) -> MemoryEstimate:
     """With data-parallel attention over g groups a device holds the caches and activations of
     its group's ⌈b/g⌉ sequences."""

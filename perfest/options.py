@@ -9,7 +9,7 @@ import contextlib
 import functools
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import click
@@ -17,6 +17,7 @@ import click
 from perfest.errors import PerfestError, SpecError
 from perfest.specs import DTYPES as DTYPE_NAMES
 from perfest.specs import WORKLOAD_FIELDS
+from perfest.validate import REFERENCE_DTYPES
 
 DTYPES = click.Choice(DTYPE_NAMES)
 
@@ -40,13 +41,26 @@ def json_indent() -> int | None:
 
 
 def fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    """One line on stderr (whatever the message holds) and exit code 2."""
+    click.echo(f"error: {' '.join(str(message).split())}", err=True)
     sys.exit(2)
+
+
+#: The library's argument names whose CLI option is not `--` + the name with dashes.
+_FLAGS = {
+    "model": "--model",
+    "hardware": "--gpu",
+    "batches": "--batch",
+    "input_lens": "--input-len",
+    "output_lens": "--output-len",
+}
 
 
 def option_names(message: str) -> str:
     """'input_len: …' → '--input-len: …', so messages name the option the user typed."""
     match = re.match(r"(\w+):", message)
+    if match and match.group(1) in _FLAGS:
+        return _FLAGS[match.group(1)] + message[match.end(1) :]
     if match and match.group(1) in WORKLOAD_FIELDS:
         return "--" + match.group(1).replace("_", "-") + message[match.end(1) :]
     return message
@@ -70,7 +84,7 @@ def model_option(fn: Callable) -> Callable:
         "--model",
         "-m",
         required=True,
-        help="Catalog id, model YAML file, or Hugging Face config.json.",
+        help="Catalog id, model YAML file, or Hugging Face config.json (or its folder).",
     )(fn)
 
 
@@ -90,11 +104,15 @@ def gpu_option(
     return click.option("--gpu", "--hardware", "-g", "gpu", required=required, help=text)(fn)
 
 
-def workload_options(fn: Callable | None = None, *, ranges: bool = False) -> Callable:
+def workload_options(
+    fn: Callable | None = None, *, ranges: bool = False, reference: bool = False
+) -> Callable:
     """The workload options shared by estimate, sweep, roofline and validate. With ranges=True
-    (sweep), --batch, --input-len and --output-len take lists and ranges as text."""
+    (sweep), --batch, --input-len and --output-len take lists and ranges as text. With
+    reference=True (validate), only what the PyTorch reference runs: its float dtypes (the
+    default depends on the device), one device, weights and KV cache in --dtype."""
     if fn is None:
-        return functools.partial(workload_options, ranges=ranges)
+        return functools.partial(workload_options, ranges=ranges, reference=reference)
     size = click.STRING if ranges else int
     axis = " List or range: 1,2,4 · 1:1024:x2 (geometric) · 1:64:+8 (arithmetic)." if ranges else ""
     options = [
@@ -107,7 +125,12 @@ def workload_options(fn: Callable | None = None, *, ranges: bool = False) -> Cal
             "--output-len", type=size, default=None, help=f"Generated tokens [128].{axis}"
         ),
         click.option(
-            "--dtype", type=DTYPES, default=None, help="Activation and matmul compute dtype [bf16]."
+            "--dtype",
+            type=click.Choice(REFERENCE_DTYPES) if reference else DTYPES,
+            default=None,
+            help="Dtype the reference runs in [fp32 on cpu, bf16 on cuda]."
+            if reference
+            else "Activation and matmul compute dtype [bf16].",
         ),
         click.option(
             "--weight-dtype",
@@ -162,14 +185,56 @@ def workload_options(fn: Callable | None = None, *, ranges: bool = False) -> Cal
             help="Latent attention form [auto: naive prefill, absorbed decode].",
         ),
     ]
+    if reference:  # one device, everything stored in --dtype
+        dropped = ("--weight-dtype", "--kv-dtype", "--tp")
+        options = [o for o in options if _option_name(o) not in dropped]
     for option in reversed(options):
         fn = option(fn)
     return fn
 
 
+def _option_name(option: Callable) -> str:
+    """The long name of a click.option decorator (applied to a throwaway function)."""
+    probe = option(lambda: None)
+    return probe.__click_params__[0].opts[0]
+
+
 def output_options(fn: Callable) -> Callable:
-    fn = click.option("--csv", "as_csv", is_flag=True, help="Print CSV rows.")(fn)
-    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(fn)
+    """--json and --csv, one or the other (refused together before any work)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if kwargs.get("as_json") and kwargs.get("as_csv"):
+            fail("--json, --csv: choose one output form")
+        return fn(*args, **kwargs)
+
+    csv_help = "Print CSV rows (not with --json)."
+    wrapper = click.option("--csv", "as_csv", is_flag=True, help=csv_help)(wrapper)
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print the result as JSON (not with --csv)."
+    )(wrapper)
+
+
+def memory_failure(est) -> str | None:
+    """The memory note of an estimate that does not fit, else None."""
+    from perfest.results import NoteKind
+
+    if est.memory.fits:
+        return None
+    return next(note.text for note in est.warnings if note.kind is NoteKind.MEMORY)
+
+
+def report_notes(notes: Iterable, memory: str | None = None) -> None:
+    """The one warning policy of every command, after its result is out: each note that is not
+    about memory is a `warning:` line on stderr; a result that does not fit in memory (`memory`,
+    the sentence saying so) is then an `error:` line and exit code 2."""
+    from perfest.results import NoteKind
+
+    for note in notes:
+        if getattr(note, "kind", None) is not NoteKind.MEMORY:
+            click.echo(f"warning: {note}", err=True)
+    if memory:
+        fail(memory)
 
 
 def pick_workload(kwargs: dict) -> dict:

@@ -18,7 +18,7 @@ from functools import lru_cache
 from perfest.graph import Graph, build_graph
 from perfest.layers import Ctx
 from perfest.ops import Group, Role
-from perfest.specs import ModelConfig, Workload
+from perfest.specs import COMPUTE_DTYPES, KV_DTYPES, WEIGHT_DTYPES, ModelConfig, Workload
 
 #: parameter_breakdown's parts: a segment's name, or the group of a decoder layer's op.
 _PARTS = {"attention": "attention", "mlp": "mlp", "norm": "norms"}
@@ -64,6 +64,32 @@ def parameter_breakdown(model: ModelConfig) -> dict[str, int]:
     return parts
 
 
+@lru_cache(maxsize=256)
+def _graph_at(model: ModelConfig, w: Workload) -> Graph:
+    return build_graph(Ctx.of(model, w))
+
+
+def weight_bytes_by_dtype(model: ModelConfig) -> dict[str, float]:
+    """Bytes of the model's weights on one device, per weight dtype, read off its graph: the
+    16- and 32-bit and the W8A8 (fp8, int8) dtypes store every weight so; int4 is weight-only
+    (W4A16): its blocks' matmul weights are int4 with their scales, embeddings, norms and LM
+    head stay bf16."""
+    out = {}
+    for dtype in WEIGHT_DTYPES:
+        w = Workload(dtype=dtype) if dtype in COMPUTE_DTYPES else Workload(weight_dtype=dtype)
+        out[dtype] = _graph_at(model, w).weight_bytes()
+    return out
+
+
+def kv_cache_bytes_per_token(model: ModelConfig) -> dict[str, float]:
+    """KV-cache bytes one token of one sequence adds (all layers, one device), per KV dtype,
+    read off the graph's KV-cache tensors."""
+    return {
+        dtype: _graph_at(model, Workload(dtype="fp32", kv_dtype=dtype)).kv_bytes_per_token()
+        for dtype in KV_DTYPES
+    }
+
+
 def block_params(model: ModelConfig) -> int:
     """One decoder block: attention, MLP, and its norms (the mean over the blocks, when they
     differ: dense and MoE layers, windowed and global ones)."""
@@ -81,5 +107,7 @@ __all__ = [
     "active_parameters",
     "block_params",
     "count_parameters",
+    "kv_cache_bytes_per_token",
     "parameter_breakdown",
+    "weight_bytes_by_dtype",
 ]

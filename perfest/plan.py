@@ -45,8 +45,9 @@ from perfest.roofline import (
     K_SLICE,
     Bound,
     Rates,
+    cheapest_tiles,
+    fit,
     rates,
-    tile_m,
 )
 from perfest.sharding import Layout, Link, link, shard
 from perfest.specs import HardwareSpec, ModelConfig, Workload
@@ -204,6 +205,8 @@ class Plan:
         self._kv_windowed = bool(derived_in(kv_shapes))
         self.parameters = count_parameters(ctx.model) if ctx is not None else 0
         self.activations = activation_coefficients(ctx) if ctx is not None else (0.0, 0.0, 0.0)
+        # memory at other tensor-parallel degrees (tp → footprint), filled by perfest.memory
+        self.footprints: dict[int, tuple] = {}
 
     # -----------------------------------------------------------------------------------------
     # Compilation: each op's per-instance signature, then one term per distinct signature.
@@ -272,12 +275,17 @@ class Plan:
         if family == "linear":
             (im, cm), (k, n_cols, batch), xc, (y1, y0), dq, peak, weight, overhead = sig
             single = streams and batch == 1  # a single product streams its weights
+            # column tiles: each shape's count over all products, and the least padding
+            columns = tuple((tn, batch * -(-n_cols // tn)) for tn in r.tile_ns)
+            padded_n, tn_best, _ = fit(n_cols, r.tile_ns)
             return (
                 im,
                 cm,
-                batch * -(-n_cols // r.tile_n),  # column tiles, all products
-                max(1.0, k / K_SLICE),  # K slices per tile
-                2.0 * k * r.tile_n,  # FLOPs of one tile per tile row
+                columns,
+                batch * padded_n,  # padded columns, all products
+                batch * padded_n // tn_best,  # their column tiles
+                r.compute_units / max(1.0, k / K_SLICE),  # tiles that fill one wave
+                2.0 * k,  # FLOPs per output element
                 2.0 * k * n_cols * batch,  # FLOPs per row m
                 xc,
                 y1,
@@ -419,28 +427,28 @@ class Plan:
             nbytes += y
             if sink is not None:
                 sink.append((index, tm, tb, 0.0, o, tt, rl, bound, f, 0.0))
-        tmax, tn, units = r.tile_m_max, r.tile_n, r.compute_units
+        tms, tns, units = r.tile_ms, r.tile_ns, r.compute_units
         last_m = 0
         for (
-            im, cm, nt, ks, tile_flops, row_flops, xc, y1, y0, dq,
+            im, cm, columns, padded_n, nt, waves, two_k, row_flops, xc, y1, y0, dq,
             ipc, ibmc, rowc, ibgc, ipk, ibwc, n_inst, is_weight, o, index,
         ) in linear:  # fmt: skip
             m = cm * M[im]
             if m != last_m:  # qkv, out, gate, up, down share m = b·s
-                tmm = tmax if m >= tmax else tile_m(m, r)
-                mt = -(-m // tmm)
+                padded_m, _, mt = fit(m, tms)
                 last_m = m
-            tiles = mt * nt
-            if tiles * ks < units:  # one partial wave: idle units cost time too
-                padded = tile_flops * tmm * units / ks
+            # The least padding on both sides is the cheapest shape when its tiles fill a
+            # wave (no cheaper shape exists); otherwise compare every shape (roofline).
+            if not dq and mt * nt >= waves:
+                area, mtc = padded_m * padded_n, mt
             else:
-                padded = tile_flops * tmm * tiles
+                area, mtc = cheapest_tiles(m, columns, waves, r, two_k * ipc, dq)
             extra = xc * m  # bias adds in the epilogue
             mm = row_flops * m
             f = mm + extra
-            tm = (padded + extra) * ipc
+            tm = (two_k * area + extra) * ipc
             if dq:  # weight-only: unpack the weights once per m-tile
-                tm += dq * mt
+                tm += dq * mtc
             y = y1 * m + y0
             tb = y * ibmc
             if rowc:  # a single product streams its weights (CPU BLAS): a time per row
@@ -480,19 +488,22 @@ class Plan:
         ) in gemm:  # fmt: skip
             m, k, n, bt = cm * M[im], ck * M[ik], cn * M[in_], cb * M[ib]
             if m != last_m:  # attention's two products share m = s
-                tmm = tmax if m >= tmax else tile_m(m, r)
-                mt = -(-m // tmm)
+                padded_m, _, mt = fit(m, tms)
                 last_m = m
-            tiles = bt * mt * -(-n // tn)
-            pieces = tiles * (k / K_SLICE if k > K_SLICE else 1.0)
-            if pieces < units:  # one partial wave: idle units cost time too
-                tiles *= units / pieces
+            padded_n, tn_best, nt = fit(n, tns)
+            waves = units / (k / K_SLICE if k > K_SLICE else 1.0)
+            unpack = cdq * M[idq] if cdq else 0.0
+            if not unpack and bt * mt * nt >= waves:  # as for linear layers, above
+                area, mtc = padded_m * padded_n * bt, mt
+            else:
+                columns = tuple((tn_, bt * -(-n // tn_)) for tn_ in tns)
+                area, mtc = cheapest_tiles(m, columns, waves, r, 2.0 * k * ipc, unpack)
             extra = cx * M[ix]  # bias adds in the epilogue
             mm = 2.0 * m * k * n * bt
             f = mm + extra
-            tm = (2.0 * k * tmm * tn * tiles + extra) * ipc
-            if cdq:  # weight-only: unpack the weights once per m-tile
-                tm += cdq * M[idq] * mt
+            tm = (2.0 * k * area + extra) * ipc
+            if unpack:  # weight-only: unpack the weights once per m-tile
+                tm += unpack * mtc
             y = y1 * M[j1] + y2 * M[j2] + y3 * M[j3]
             tb = y * ibmc
             if (bt == 1 or is_weight) and (rowc or ibgc):
@@ -580,9 +591,7 @@ def check(model: ModelConfig, hw: HardwareSpec, w: Workload) -> None:
         link(hw, w.tp)
     if w.ep > 1 and w.dp_attention:
         link(hw, w.ep, axis="ep")
-    hw.peak_flops(w.dtype)
-    if w.dtype in ("int8",) and w.w_dtype not in ("int8", "int4"):
-        raise SpecError("weight_dtype: int8 activations need int8 (or int4) weights")
+    hw.peak_flops(w.dtype)  # the dtype combinations themselves are the Workload's to check
     if w.experts_touched is not None:
         if not model.moe:
             raise SpecError(f"experts_touched: {model.name} has no experts")

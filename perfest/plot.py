@@ -22,12 +22,7 @@ FORMATS = (".png", ".svg")
 INSTALL = "plots need matplotlib: pip install 'perfest[plot]'"
 
 PHASE_STYLE = {"prefill": ("tab:blue", "o"), "decode": ("tab:orange", "^")}
-#: Ops closer than this (in decades, on both axes) share one label on the roofline.
-LABEL_MERGE_DECADES = 0.12
 TEXT_BOX = {"fc": "white", "ec": "none", "pad": 1, "alpha": 0.85}
-#: Label geometry at 7 pt: an average character's width and a line's height, in points.
-LABEL_CHAR_POINTS = 3.9
-LABEL_LINE_POINTS = 9.0
 
 
 def require() -> None:
@@ -71,6 +66,16 @@ def _save(fig: Any, path: Path) -> Path:
 def roofline_plot(est: Estimate, hw: HardwareSpec, path: str | Path) -> Path:
     """The device's roofline with each op of prefill and of decode at (intensity, FLOP/s)."""
     path = check_path(path)
+    return _save(roofline_figure(est, hw), path)
+
+
+#: The gid of the op labels on a roofline figure (tests find them by it).
+OP_LABEL = "op-label"
+
+
+def roofline_figure(est: Estimate, hw: HardwareSpec) -> Any:
+    """The roofline as a matplotlib figure (not saved): every op label inside the axes, none
+    overlapping another label, the legend or the roofs' texts (perfest.plot_labels)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(10, 6.5))
     points = list(_op_points(est))
@@ -98,7 +103,6 @@ def roofline_plot(est: Estimate, hw: HardwareSpec, path: str | Path) -> Path:
             zorder=3,
             label=f"{phase} ops (batch {est.workload.batch}{context})",
         )
-    _label_ops(ax, points)
     ax.set_xlabel("arithmetic intensity (FLOP per byte of memory traffic)")
     ax.set_ylabel("attained FLOP/s (predicted, per op)")
     w = est.workload.model_dump()
@@ -121,7 +125,12 @@ def roofline_plot(est: Estimate, hw: HardwareSpec, path: str | Path) -> Path:
     if skipped:
         note += " Not placed (no FLOPs, or no memory traffic): " + ", ".join(skipped) + "."
     fig.text(0.125, 0.0, textwrap.fill(note, 150), fontsize=7, color="dimgray", va="top")
-    return _save(fig, path)
+    from perfest.plot_labels import op_labels, place_labels
+
+    clusters = op_labels(points, PHASE_STYLE)
+    labels = [(text, PHASE_STYLE[phase][0], x, y) for text, phase, x, y in clusters]
+    place_labels(ax, labels, OP_LABEL, markers=[(x, y) for _, _, x, y in points])
+    return fig
 
 
 def _op_points(est: Estimate, placed: bool = True) -> Iterable[tuple[str, str, float, float]]:
@@ -198,71 +207,33 @@ def _draw_roofs(ax: Any, est: Estimate, bw: float, ceilings: dict, x_lo, x_hi) -
     )
 
 
-def _label_ops(ax: Any, points: list[tuple[str, str, float, float]]) -> None:
-    """One label per cluster of nearby ops of a phase (decode's GEMMs sit on one spot), moved
-    down where it would overlap a label above it, with a leader line when moved."""
-    labels = []  # (text, phase, x, y) of each cluster's first op
-    for phase in PHASE_STYLE:
-        clusters: list[list[tuple[str, float, float]]] = []
-        for name, ph, x, y in sorted(points, key=lambda p: (p[2], p[3])):
-            if ph != phase:
-                continue
-            home = next((c for c in clusters if _near(x, c[0][1]) and _near(y, c[0][2])), None)
-            if home is None:
-                clusters.append([(name, x, y)])
-            else:
-                home.append((name, x, y))
-        for cluster in clusters:
-            names = list(dict.fromkeys(name for name, *_ in cluster))
-            more = f" +{len(names) - 3}" if len(names) > 3 else ""
-            labels.append((", ".join(names[:3]) + more, phase, cluster[0][1], cluster[0][2]))
-    to_points = 72 / ax.figure.dpi
-    placed: list[tuple[float, float, float]] = []  # (left, right, top) of placed labels, points
-    for text, phase, x, y in sorted(labels, key=lambda label: -label[3]):
-        ax_x, ax_y = (v * to_points for v in ax.transData.transform((x, y)))
-        left, right = ax_x + 6, ax_x + 6 + LABEL_CHAR_POINTS * len(text)
-        top = ax_y - 2
-        for p_left, p_right, p_top in sorted(placed, key=lambda box: -box[2]):
-            overlaps_x = left < p_right and p_left < right
-            if overlaps_x and top > p_top - LABEL_LINE_POINTS:
-                top = p_top - LABEL_LINE_POINTS
-        placed.append((left, right, top))
-        moved = ax_y - 2 - top > LABEL_LINE_POINTS / 2
-        ax.annotate(
-            text,
-            (x, y),
-            xytext=(6, top - ax_y),
-            textcoords="offset points",
-            fontsize=7,
-            color=PHASE_STYLE[phase][0],
-            va="top",
-            arrowprops={"arrowstyle": "-", "color": "lightgray", "lw": 0.6} if moved else None,
-        )
-
-
-def _near(a: float, b: float) -> bool:
-    return abs(math.log10(a) - math.log10(b)) < LABEL_MERGE_DECADES
-
-
 # ---------------------------------------------------------------------------------------------
 # Sweep: throughput and time per output token against batch.
 
 
+#: Line styles of the (input, output) length pairs of a sweep; colours go to devices.
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
 def sweep_plot(result: SweepResult, path: str | Path) -> Path:
-    """Throughput (top) and TPOT (bottom) against batch, one line per series; on each curve
-    the knee (★), where the weight matmuls turn compute-bound (◆) and the memory limit (|);
-    points that do not fit in memory drawn hollow."""
+    """Throughput (top) and TPOT (bottom) against batch, one line per series: a colour per
+    device, a line style per (input, output) length; on each curve the best batch that fits
+    (○), the knee (★), where the weight matmuls turn compute-bound (◆) and the memory limit
+    (|); points that do not fit in memory drawn hollow; a tick at every swept power of two."""
     path = check_path(path)
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(9, 7.5), sharex=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colours = {hw: palette[i % len(palette)] for i, hw in enumerate(result.hardware)}
+    lengths = list(dict.fromkeys((s.input_len, s.output_len) for s in result.summaries))
+    styles = {pair: LINE_STYLES[i % len(LINE_STYLES)] for i, pair in enumerate(lengths)}
     panels = ((top, lambda p: p.output_tokens_per_s), (bottom, lambda p: p.tpot_s * 1e3))
-    for i, summary in enumerate(result.summaries):
-        colour = colours[i % len(colours)]
+    for summary in result.summaries:
+        colour = colours[summary.hardware]
+        style = styles[(summary.input_len, summary.output_len)]
         points = result.series(summary)
         for ax, value in panels:
-            label = _series_label(result, summary) if ax is top else None
-            _curve(ax, points, value, colour, label)
+            _curve(ax, points, value, colour, style)
             _mark_curve(ax, points, value, summary, colour)
     if len(result.summaries) == 1:  # one series: also say the marks in words
         _mark_lines(top, bottom, result.summaries[0])
@@ -273,6 +244,7 @@ def sweep_plot(result: SweepResult, path: str | Path) -> Path:
         ax.set_xscale("log", base=2)
         ax.grid(True, which="major", alpha=0.3)
         ax.set_ylim(bottom=0)
+    _batch_ticks(bottom, result.batches)
     bottom.xaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:g}"))
     w = result.workload
     tp = f", tp {w['tp']}" if w["tp"] > 1 else ""
@@ -280,15 +252,39 @@ def sweep_plot(result: SweepResult, path: str | Path) -> Path:
     top.set_title(
         f"{result.model}{where}: batch sweep, {_lengths(result)}, {w['dtype']}{tp}", fontsize=11
     )
-    top.legend(fontsize=8, loc="upper left", framealpha=0.9)
+    top.legend(handles=_series_keys(colours, styles), fontsize=8, loc="upper left", framealpha=0.9)
     bottom.legend(handles=_mark_keys(result), fontsize=8, loc="upper left", framealpha=0.9)
     fig.tight_layout()
     return _save(fig, path)
 
 
-def _curve(ax: Any, points: tuple, value: Any, colour: str, label: str | None) -> None:
+def _batch_ticks(ax: Any, batches: tuple[int, ...]) -> None:
+    """A tick at every swept power of two (the axis's own ticks when none was swept)."""
+    powers = [b for b in batches if b & (b - 1) == 0]
+    if powers:
+        ax.set_xticks(powers)
+        ax.minorticks_off()
+        if len(powers) > 12:
+            ax.tick_params(axis="x", labelrotation=45)
+
+
+def _series_keys(colours: dict[str, str], styles: dict[tuple[int, int], str]) -> list:
+    """Legend entries: a solid line per device in its colour, a grey line per length pair in
+    its style (just the device when there is one series)."""
+    from matplotlib.lines import Line2D
+
+    keys = [Line2D([], [], color=c, lw=1.5, label=hw) for hw, c in colours.items()]
+    if len(styles) > 1:
+        keys += [
+            Line2D([], [], color="gray", ls=ls, lw=1.5, label=f"{i} in / {o} out")
+            for (i, o), ls in styles.items()
+        ]
+    return keys
+
+
+def _curve(ax: Any, points: tuple, value: Any, colour: str, style: str = "-") -> None:
     xs, ys = [p.batch for p in points], [value(p) for p in points]
-    ax.plot(xs, ys, color=colour, lw=1.5, label=label)
+    ax.plot(xs, ys, color=colour, ls=style, lw=1.5)
     for fits, face in ((True, colour), (False, "white")):
         mine = [(x, y) for x, y, p in zip(xs, ys, points, strict=True) if p.fits == fits]
         if mine:
@@ -322,6 +318,17 @@ def _mark_curve(ax: Any, points: tuple, value: Any, s: SweepSummary, colour: str
             color=colour,
             edgecolors="black",
             linewidths=0.6,
+        )
+    if s.best_batch is not None:  # the best throughput that fits: a ring around its point
+        ax.scatter(
+            [s.best_batch],
+            [at[s.best_batch]],
+            marker="o",
+            s=150,
+            zorder=4,
+            facecolors="none",
+            edgecolors=colour,
+            linewidths=1.6,
         )
     limit = _on_curve(points, value, s.max_batch)
     if limit is not None:
@@ -376,6 +383,8 @@ def _mark_keys(result: SweepResult) -> list:
 
     ss = result.summaries
     keys = []
+    if any(s.best_batch is not None for s in ss):
+        keys.append(key("o", "best throughput that fits", ms=11, mfc="none", mew=1.6))
     if any(s.knee_batch is not None for s in ss):
         keys.append(key("*", "knee: decode turns compute-bound", ms=12, mec="black"))
     if any(s.knee_batch is None and s.weights_knee_batch is not None for s in ss):
@@ -386,17 +395,6 @@ def _mark_keys(result: SweepResult) -> list:
     if not all(p.fits for p in result.points):
         keys.append(key("o", "hollow: does not fit in memory", mfc="white"))
     return keys
-
-
-def _series_label(result: SweepResult, s: SweepSummary) -> str:
-    parts = []
-    if len(result.hardware) > 1 or (len(result.input_lens) == 1 and len(result.output_lens) == 1):
-        parts.append(s.hardware)
-    if len(result.input_lens) > 1:
-        parts.append(f"in {s.input_len}")
-    if len(result.output_lens) > 1:
-        parts.append(f"out {s.output_len}")
-    return ", ".join(parts)
 
 
 def _lengths(result: SweepResult) -> str:

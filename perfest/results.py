@@ -179,6 +179,7 @@ class NoteKind(StrEnum):
 
     MEMORY = "memory"  # does not fit in device memory
     POSITIONS = "positions"  # longer than the model's trained context
+    LAYOUT = "layout"  # a what-if layout: tp spanning nodes, kv heads split unevenly
 
 
 @dataclass(frozen=True, slots=True)

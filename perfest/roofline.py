@@ -49,19 +49,26 @@ physics as a single product, e_t times (a CPU runs them as separate BLAS calls).
 
 padded_FLOPs — small-shape efficiency (NVIDIA, "Matrix Multiplication Background User's Guide":
 tile and wave quantization). A GEMM runs in output tiles of Tm×Tn; a partial tile costs a full
-one. Tn = 128; Tm adapts to m as libraries pick smaller tiles for skinny products (a device
-YAML may change all three; a calibrated CPU sets them to 1):
-Tm = clamp(next power of two ≥ m, 16, 128), 16 being the smallest tensor-core MMA M.
-So decode's matrix-vector products (m = b) pay Tm/m in compute — invisible while memory-bound,
-which is why decode stays memory-bound well past the naive ridge point.
+one. GEMM libraries do not use one tile shape: CUTLASS instantiates, and cuBLAS's heuristics
+choose among, several (on Ampere and Hopper 16…128 rows by 64…256 columns; 16 is the smallest
+tensor-core MMA M), picking per problem the one that runs fastest. So each product is charged
+the cheapest of the device's shapes (`tile_m_min`…`tile_m_max` × `tile_n_min`…`tile_n`, powers
+of two; a calibrated CPU sets them to 1): the fewest padded FLOPs, ties going to the larger
+tile. The waste of padding is then bounded by one smallest tile: 129 rows pay for 144 (9 tiles
+of 16), not 256 (2 of 128), so decode time stays near-continuous in the batch; where no shape
+pads (m and n multiples of the largest tile, full waves) nothing changes.
+Decode's matrix-vector products (m = b) still pay 16/m in compute — invisible while
+memory-bound, which is why decode stays memory-bound well past the naive ridge point.
 Occupancy: the tiles, each split along K into slices of at least K_SLICE = 256 (split-K /
 stream-K), share the device's `compute_units`. A product with fewer such pieces than units
 runs as one partial wave and leaves units idle (small models, short prompts): it is charged a
-whole wave. With more pieces than units, stream-K scheduling (CUTLASS, cuBLAS) balances the
-tail, so no wave quantization is charged; η_compute covers what remains.
+whole wave, Tm·Tn·units/slices, and that charge is part of each shape's cost (smaller tiles
+fill more units). With more pieces than units, stream-K scheduling (CUTLASS, cuBLAS)
+balances the tail, so no wave quantization is charged; η_compute covers what remains.
 
 T_dequant — weight-only int4/int8 kernels unpack each weight element in registers once per
-m-tile: elements · instructions_per_element · ceil(m / Tm) / instruction_rate, with the
+m-tile (part of each tile shape's cost, so large m favours taller tiles):
+elements · instructions_per_element · ceil(m / Tm) / instruction_rate, with the
 instruction rate taken as the device's FP32 rate / 2 (an FMA is one instruction, 2 FLOPs) and
 2 instructions per int4 element (bit-field extract; convert fused with scale-and-zero, as the
 lop3 magic-number conversion does) and 1 per int8 or fp8 (convert-and-scale); 2 per mxfp4
@@ -83,7 +90,6 @@ per-direction bandwidth.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import ceil
 
 from perfest.enums import StrEnum
 from perfest.specs import HardwareSpec, Workload
@@ -114,19 +120,51 @@ class Rates:
     memory_eff: float
     launch_s: float
     compute_units: int
-    tile_m_min: int = 16
-    tile_m_max: int = 128
-    tile_n: int = 128
+    tile_ms: tuple[int, ...] = (16, 32, 64, 128)  # the row tiles a GEMM library has, ascending
+    tile_ns: tuple[int, ...] = (64, 128, 256)  # its column tiles, ascending
     gemv_row_s: float = 0.0  # fixed time per output row of a single product's weight stream
     gemm_memory_eff: float | None = None  # weight streaming of m ≥ 2 products (None: no term)
 
 
-def tile_m(m: float, r: Rates) -> int:
-    """Output-tile rows a GEMM library would use for m rows: the next power of two, clamped.
-    A fractional m (an expert's mean rows per step, perfest.layers.moe) counts as ⌈m⌉ rows."""
-    if m >= r.tile_m_max:
-        return r.tile_m_max
-    return min(r.tile_m_max, max(r.tile_m_min, 1 << max(ceil(m) - 1, 0).bit_length()))
+def fit(x: int, tiles: tuple[int, ...]) -> tuple[int, int, int]:
+    """(padded x, tile, tiles used): the least padding of x over `tiles` (ascending, each a
+    multiple of the first), with the largest tile that pads no more (larger tiles reuse their
+    operands better, so a library prefers them on a tie)."""
+    low = tiles[0]
+    padded = -(-x // low) * low
+    for tile in reversed(tiles):
+        count = -(-x // tile)
+        if count * tile == padded:
+            return padded, tile, count
+    return padded, low, padded // low
+
+
+def cheapest_tiles(
+    m: int,
+    columns: tuple[tuple[int, int], ...],
+    waves: float,
+    r: Rates,
+    area_s: float,
+    unpack_s: float,
+) -> tuple[float, int]:
+    """The tile shape a GEMM library would run: the cheapest of the device's tiles Tm × Tn.
+
+    `columns` pairs each column tile Tn with its tile count over n (all batched products);
+    `waves` = compute_units / K-slices, the fewest tiles that occupy every unit. A shape is
+    charged Tm·Tn·max(tiles, waves) output elements (tile and wave quantization) at `area_s`
+    seconds each, plus `unpack_s` per m-tile (weight-only dequantization). Returns (charged
+    output elements, m-tiles) of the cheapest; ties go to the larger tile."""
+    best = best_area = float("inf")
+    best_mt = 1
+    for tm in reversed(r.tile_ms):
+        mt = -(-m // tm)
+        for tn, nt in reversed(columns):
+            tiles = mt * nt
+            area = tm * tn * (tiles if tiles >= waves else waves)
+            cost = area * area_s + unpack_s * mt
+            if cost < best:
+                best, best_area, best_mt = cost, area, mt
+    return best_area, best_mt
 
 
 def attention_dtype(hw: HardwareSpec, w: Workload) -> str:
@@ -153,7 +191,6 @@ def rates(hw: HardwareSpec, w: Workload) -> Rates:
         gemm_memory_eff=hw.gemm_memory_efficiency,
         launch_s=hw.kernel_launch_s,
         compute_units=hw.compute_units,
-        tile_m_min=hw.tile_m_min,
-        tile_m_max=hw.tile_m_max,
-        tile_n=hw.tile_n,
+        tile_ms=hw.tile_ms,
+        tile_ns=hw.tile_ns,
     )

@@ -15,11 +15,12 @@ Symbols used across perfest (defined once, here):
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from perfest.errors import SpecError, UnsupportedError
+from perfest.spec_messages import MESSAGES, closest_field, is_type_tag, shown
 from perfest.variant_checks import attention_problem, moe_problem
 
 #: Bytes per element of each dtype perfest knows (the one list of dtypes; everything else is
@@ -36,6 +37,63 @@ DTYPE_BYTES: dict[str, float] = {
 }
 DTYPES = tuple(DTYPE_BYTES)
 Dtype = Literal[DTYPES]  # type: ignore[valid-type]
+
+#: What each dtype may be (the legal combinations, defined once; the Workload enforces them):
+#: the compute dtype of activations and matmuls (int4 is a weight format only), the storage of
+#: weights and of the KV cache (tf32 is a compute mode: fp32 storage with TF32 tensor-core math;
+#: int4 KV caches are not modelled).
+COMPUTE_DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
+WEIGHT_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8", "int4", "mxfp4")
+KV_DTYPES = ("fp32", "bf16", "fp16", "fp8", "int8")
+#: The storage dtype that holds values of a compute dtype.
+STORAGE = {"tf32": "fp32"}
+#: fp8 and int8 compute are W8A8 linear layers; attention's activation products (and so what the
+#: KV cache feeds) stay 16-bit (perfest.roofline.attention_dtype).
+ATTENTION_WIDTH = {"fp8": 2.0, "int8": 2.0}
+
+
+def dtype_problem(dtype: str, weight: str | None = None, kv: str | None = None) -> str | None:
+    """Why (dtype, weight dtype, KV dtype) is not a meaningful combination, or None.
+
+    - weights are stored in a weight format, never wider than the compute dtype (a wider weight
+      would be rounded down on every read); a weight as wide as the compute dtype is that
+      dtype (bf16 weights for fp16 math would be converted, not multiplied), so int8 compute
+      takes int8 (W8A8) or int4 (W4A8) weights and fp8 compute fp8 or int4 weights;
+    - the KV cache is never wider than what attention computes in (the compute dtype; 16-bit
+      for fp8 and int8), and as wide only in the same format: fp8/int8 caches under bf16 are
+      the usual KV quantization.
+    """
+    if dtype not in COMPUTE_DTYPES:
+        if dtype in ("int4", "mxfp4"):
+            return f"dtype: {dtype} is a weight format; use --weight-dtype {dtype}"
+        return f"dtype: {dtype} is not a compute dtype ({', '.join(COMPUTE_DTYPES)})"
+    own = STORAGE.get(dtype, dtype)
+    width = DTYPE_BYTES[dtype]
+    if weight is not None:
+        if weight not in WEIGHT_DTYPES:
+            hint = "; use fp32" if weight == "tf32" else ""
+            return f"weight_dtype: {weight} is a compute mode, not a storage dtype{hint}"
+        if DTYPE_BYTES[weight] > width:
+            return (
+                f"weight_dtype: {weight} weights are wider than the {dtype} compute dtype; "
+                f"store them in {own} or narrower"
+            )
+        if DTYPE_BYTES[weight] == width and weight != own:
+            return f"weight_dtype: {weight} weights with {dtype} compute: use {own} weights"
+    if kv is not None:
+        if kv in ("int4", "mxfp4"):
+            return f"kv_dtype: {kv} KV caches are not modelled; use int8 or fp8"
+        if kv not in KV_DTYPES:
+            return f"kv_dtype: {kv} is a compute mode, not a storage dtype; use fp32"
+        if dtype in ATTENTION_WIDTH:  # W8A8: the cache is fed by 16-bit attention
+            if DTYPE_BYTES[kv] > ATTENTION_WIDTH[dtype]:
+                return f"kv_dtype: a {kv} cache is wider than the 16-bit attention it feeds"
+        elif DTYPE_BYTES[kv] > width:
+            return f"kv_dtype: a {kv} cache is wider than the {dtype} compute; use {own} or less"
+        elif DTYPE_BYTES[kv] == width and kv != own:
+            return f"kv_dtype: a {kv} cache with {dtype} compute: use {own} (or fp8, int8)"
+    return None
+
 
 #: The HardwareSpec field holding each dtype's dense matmul peak (int4 has none: it is a weight
 #: format, computed in the activation dtype).
@@ -59,6 +117,41 @@ WEIGHT_FORMATS = ("int4", "mxfp4")
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 
+# Upper bounds of every size: far beyond any real model, device or request (the largest models
+# have h = 16,384, i = 53,248, L = 126, V = 256,000; a device holds a few thousand sequences), so
+# that a typo (a 400-digit batch, `hidden_size: 1e29`) is refused in one line instead of
+# overflowing or printing a 30-digit parameter count. Integers are strict (a bool or a float is
+# not a size); floats must be finite.
+MAX_WIDTH = 2**20  # hidden, intermediate and head sizes
+MAX_VOCAB = 2**24
+MAX_LAYERS = 2**14
+MAX_HEADS = 2**16
+MAX_POSITIONS = 2**31  # trained context
+MAX_BATCH = 10**9  # sequences in one batch
+MAX_TOKENS = 10**9  # tokens of one prompt or one generation
+MAX_TP = 2**16  # devices in one tensor-parallel group
+MAX_TFLOPS = 1e5  # per device (a B200 has 4.5 dense fp8 PFLOP/s)
+MAX_GB = 1e5  # memory per device, and its bandwidth and links in GB/s
+MAX_UNITS = 2**20  # compute units, devices per node
+MAX_TILE = 2**12
+MAX_US = 1e6  # latencies and per-op overheads, µs (a second)
+
+
+def _size(limit: int, default: Any = ..., **kw: Any) -> Any:
+    """A strict positive integer up to `limit`."""
+    return Field(default, strict=True, gt=0, le=limit, **kw)
+
+
+def _rate(limit: float, default: Any = ..., gt: float | None = 0, **kw: Any) -> Any:
+    """A finite non-negative (or positive) number up to `limit` (ints accepted, bools not)."""
+    bound = {"gt": gt} if gt is not None else {"ge": 0}
+    return Field(default, strict=True, allow_inf_nan=False, le=limit, **bound, **kw)
+
+
+def _fraction(default: Any = ...) -> Any:
+    """An efficiency: a finite number in (0, 1]."""
+    return Field(default, strict=True, allow_inf_nan=False, gt=0, le=1)
+
 
 class ModelConfig(BaseModel):
     """A decoder-only transformer. Field names follow the Hugging Face config where one exists."""
@@ -69,41 +162,44 @@ class ModelConfig(BaseModel):
     aliases: tuple[str, ...] = ()
     display_name: str = ""
     source: str = ""
-    vocab_size: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    num_layers: int = Field(gt=0)
-    num_heads: int = Field(gt=0)
-    num_kv_heads: int | None = Field(default=None, gt=0)
-    head_dim: int | None = Field(default=None, gt=0)
-    intermediate_size: int = Field(gt=0)
+    vocab_size: int = _size(MAX_VOCAB)
+    hidden_size: int = _size(MAX_WIDTH)
+    num_layers: int = _size(MAX_LAYERS)
+    num_heads: int = _size(MAX_HEADS)
+    num_kv_heads: int | None = _size(MAX_HEADS, None)
+    head_dim: int | None = _size(MAX_WIDTH, None)
+    intermediate_size: int = _size(MAX_WIDTH)
     mlp: Literal["gated", "classic"] = "gated"
     activation: Literal["silu", "gelu", "gelu_tanh", "relu"] = "silu"
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     position: Literal["rope", "learned"] = "rope"
-    rotary_dim: int | None = Field(default=None, gt=0)
-    qkv_bias: bool = False
-    out_bias: bool = False
-    mlp_bias: bool = False
-    lm_head_bias: bool = False
-    tied_embeddings: bool = False
-    parallel_block: bool = False
-    max_position_embeddings: int = Field(default=2048, gt=0)
+    rotary_dim: int | None = _size(MAX_WIDTH, None)
+    qkv_bias: bool = Field(False, strict=True)
+    out_bias: bool = Field(False, strict=True)
+    mlp_bias: bool = Field(False, strict=True)
+    lm_head_bias: bool = Field(False, strict=True)
+    tied_embeddings: bool = Field(False, strict=True)
+    parallel_block: bool = Field(False, strict=True)
+    max_position_embeddings: int = _size(MAX_POSITIONS, 2048)
+    # The dtype the checkpoint stores its weights in (a Hugging Face `quantization_config`:
+    # int4 for AWQ/GPTQ 4-bit, int8, fp8): the workload's weight dtype when none is given.
+    weight_dtype: Literal[WEIGHT_DTYPES] | None = None  # type: ignore[valid-type]
 
     # --- Mixture of experts (perfest.layers.moe) -------------------------------------------
     # E routed experts of intermediate size i_e per MoE layer, k of them per token (None: a
     # dense model); shared experts run for every token; the first `first_dense_layers` layers
     # have a dense MLP of `intermediate_size`, and after them every `moe_layer_frequency`-th
     # layer is MoE (Qwen's decoder_sparse_step: layer l is MoE iff (l − first + 1) % f == 0).
-    num_experts: int | None = Field(default=None, gt=0)
-    experts_per_token: int | None = Field(default=None, gt=0)
-    expert_intermediate_size: int | None = Field(default=None, gt=0)  # default: intermediate
-    shared_experts: int = Field(default=0, ge=0)
-    shared_expert_intermediate_size: int | None = Field(default=None, gt=0)  # default: n·i_e
-    shared_expert_gate: bool = False  # Qwen2-MoE: sigmoid(x·w_g) scales the shared output
-    first_dense_layers: int = Field(default=0, ge=0)
-    moe_layer_frequency: int = Field(default=1, gt=0)
+    num_experts: int | None = _size(MAX_UNITS, None)
+    experts_per_token: int | None = _size(MAX_UNITS, None)
+    expert_intermediate_size: int | None = _size(MAX_WIDTH, None)  # default: intermediate
+    shared_experts: int = Field(default=0, strict=True, ge=0, le=MAX_UNITS)
+    shared_expert_intermediate_size: int | None = _size(MAX_WIDTH, None)  # default: n·i_e
+    shared_expert_gate: bool = Field(False, strict=True)  # Qwen2-MoE: sigmoid gate on shared
+    first_dense_layers: int = Field(default=0, strict=True, ge=0, le=MAX_LAYERS)
+    moe_layer_frequency: int = _size(MAX_LAYERS, 1)
     router_scoring: Literal["softmax", "sigmoid"] = "softmax"
-    router_bias: bool = False  # a per-expert bias (gpt-oss; DeepSeek-V3's score correction)
+    router_bias: bool = Field(False, strict=True)  # per-expert bias (gpt-oss; DeepSeek-V3)
     # The routed experts' stored weight format when the checkpoint ships them narrower than the
     # rest (gpt-oss: mxfp4); `--weight-dtype` overrides it for every weight.
     expert_weight_dtype: Dtype | None = None  # type: ignore[valid-type]
@@ -112,18 +208,18 @@ class ModelConfig(BaseModel):
     # A window of w tokens caps the keys each query attends and the cache a layer keeps; with
     # `global_attention_every: n`, every n-th layer (l with (l + 1) % n == 0) attends globally
     # and the others within the window (gpt-oss: 2; without it every layer is windowed).
-    sliding_window: int | None = None
-    global_attention_every: int | None = Field(default=None, gt=0)
-    attention_sinks: bool = False  # gpt-oss: a learned logit per head in each softmax
-    qk_norm: bool = False  # Qwen3: RMSNorm over each head's q and k (γ of size d each)
+    sliding_window: int | None = Field(default=None, strict=True, le=MAX_POSITIONS)
+    global_attention_every: int | None = _size(MAX_LAYERS, None)
+    attention_sinks: bool = Field(False, strict=True)  # gpt-oss: a logit per head per softmax
+    qk_norm: bool = Field(False, strict=True)  # Qwen3: RMSNorm over each head's q and k
     # Multi-head latent attention (DeepSeek-V2/V3): queries through a rank-q_lora_rank
     # bottleneck (None: a full projection), keys and values from a cached latent of
     # kv_lora_rank dims plus a shared RoPE key of qk_rope_head_dim (perfest.layers.mla).
-    q_lora_rank: int | None = Field(default=None, gt=0)
-    kv_lora_rank: int | None = Field(default=None, gt=0)
-    qk_nope_head_dim: int | None = Field(default=None, gt=0)
-    qk_rope_head_dim: int | None = Field(default=None, gt=0)
-    v_head_dim: int | None = Field(default=None, gt=0)
+    q_lora_rank: int | None = _size(MAX_WIDTH, None)
+    kv_lora_rank: int | None = _size(MAX_WIDTH, None)
+    qk_nope_head_dim: int | None = _size(MAX_WIDTH, None)
+    qk_rope_head_dim: int | None = _size(MAX_WIDTH, None)
+    v_head_dim: int | None = _size(MAX_WIDTH, None)
 
     # --- Encoders and encoder-decoders -------------------------------------------------------
 
@@ -251,44 +347,67 @@ class HardwareSpec(BaseModel):
     display_name: str = ""
     vendor: str = ""
     source: str = ""
-    fp32_tflops: float = Field(gt=0)
+    fp32_tflops: float = _rate(MAX_TFLOPS)
     # Element-wise work (activations, norms, softmax, RoPE); default: the FP32 rate. A CPU runs
     # it far below its GEMM peak (transcendentals, reductions), so calibrate measures it.
-    vector_tflops: float | None = Field(default=None, gt=0)
-    tf32_tflops: float | None = Field(default=None, gt=0)
-    bf16_tflops: float | None = Field(default=None, gt=0)
-    fp16_tflops: float | None = Field(default=None, gt=0)
-    fp8_tflops: float | None = Field(default=None, gt=0)
-    int8_tops: float | None = Field(default=None, gt=0)
-    memory_gb: float = Field(gt=0)
-    memory_bandwidth_gb_s: float = Field(gt=0)
+    vector_tflops: float | None = _rate(MAX_TFLOPS, None)
+    tf32_tflops: float | None = _rate(MAX_TFLOPS, None)
+    bf16_tflops: float | None = _rate(MAX_TFLOPS, None)
+    fp16_tflops: float | None = _rate(MAX_TFLOPS, None)
+    fp8_tflops: float | None = _rate(MAX_TFLOPS, None)
+    int8_tops: float | None = _rate(MAX_TFLOPS, None)
+    memory_gb: float = _rate(MAX_GB)
+    memory_bandwidth_gb_s: float = _rate(MAX_GB)
     # The network, two levels (perfest.sharding): devices in one node share `interconnect`
     # (NVLink, xGMI, ICI, PCIe: per-direction bandwidth per device, and a fixed time per
     # collective); nodes talk over `network` (NICs: per-direction bandwidth per device).
     # devices_per_node None: one node of any size (every collective on the interconnect).
-    interconnect_bandwidth_gb_s: float = Field(default=0.0, ge=0)
+    interconnect_bandwidth_gb_s: float = _rate(MAX_GB, 0.0, gt=None)
     interconnect: str = ""
-    devices_per_node: int | None = Field(default=None, gt=0)
-    network_bandwidth_gb_s: float = Field(default=0.0, ge=0)
-    network_latency_us: float = Field(default=0.0, ge=0)
+    devices_per_node: int | None = _size(MAX_UNITS, None)
+    network_bandwidth_gb_s: float = _rate(MAX_GB, 0.0, gt=None)
+    network_latency_us: float = _rate(MAX_US, 0.0, gt=None)
     network: str = ""
-    compute_units: int = Field(default=1, gt=0)
-    # GEMM output tiles (see perfest.roofline): GPU libraries use 16…128 × 128; a CPU BLAS
-    # blocks in registers, so a calibrated CPU spec sets all three to 1 (no padding).
-    tile_m_min: int = Field(default=16, gt=0)
-    tile_m_max: int = Field(default=128, gt=0)
-    tile_n: int = Field(default=128, gt=0)
-    compute_efficiency: float = Field(default=0.8, gt=0, le=1)
-    memory_efficiency: float = Field(default=0.85, gt=0, le=1)
+    compute_units: int = _size(MAX_UNITS, 1)
+    # GEMM output tiles (see perfest.roofline): per product, the library runs the cheapest of
+    # its tile shapes, rows tile_m_min·2^j ≤ tile_m_max by columns tile_n_min·2^j ≤ tile_n
+    # (CUTLASS and cuBLAS kernels for Ampere and Hopper: 16…128 × 64…256; tile_n_min None:
+    # 64, or tile_n if narrower). A CPU BLAS blocks in registers: a calibrated CPU spec sets
+    # them all to 1 (no padding).
+    tile_m_min: int = _size(MAX_TILE, 16)
+    tile_m_max: int = _size(MAX_TILE, 128)
+    tile_n: int = _size(MAX_TILE, 256)
+    tile_n_min: int | None = _size(MAX_TILE, None)
+    compute_efficiency: float = _fraction(0.8)
+    memory_efficiency: float = _fraction(0.85)
     # Weight streaming of single matrix products (see perfest.roofline), both measured by
     # calibrate on a CPU: a fixed time per output row of a matrix-vector product, and the
     # efficiency of products with m ≥ 2 rows (a packed GEMM). Defaults: no such terms.
-    gemv_row_ns: float = Field(default=0.0, ge=0)
-    gemm_memory_efficiency: float | None = Field(default=None, gt=0, le=1)
-    kernel_launch_us: float = Field(default=0.0, ge=0)
-    interconnect_latency_us: float = Field(default=0.0, ge=0)
+    gemv_row_ns: float = _rate(MAX_US * 1e3, 0.0, gt=None)
+    gemm_memory_efficiency: float | None = _fraction(None)
+    kernel_launch_us: float = _rate(MAX_US, 0.0, gt=None)
+    interconnect_latency_us: float = _rate(MAX_US, 0.0, gt=None)
     # Written by `perfest calibrate`: when, where and how the figures were measured.
     calibration: dict[str, str | float | int] | None = None
+
+    @model_validator(mode="after")
+    def _check_tiles(self) -> HardwareSpec:
+        if self.tile_m_min > self.tile_m_max:
+            raise ValueError(f"tile_m_min: {self.tile_m_min} exceeds tile_m_max {self.tile_m_max}")
+        if self.tile_n_min is not None and self.tile_n_min > self.tile_n:
+            raise ValueError(f"tile_n_min: {self.tile_n_min} exceeds tile_n {self.tile_n}")
+        return self
+
+    @property
+    def tile_ms(self) -> tuple[int, ...]:
+        """The row tiles a GEMM library chooses from, smallest first."""
+        return _doublings(self.tile_m_min, self.tile_m_max)
+
+    @property
+    def tile_ns(self) -> tuple[int, ...]:
+        """The column tiles a GEMM library chooses from, smallest first."""
+        low = self.tile_n_min if self.tile_n_min is not None else min(64, self.tile_n)
+        return _doublings(low, self.tile_n)
 
     def peak_flops(self, dtype: str) -> float:
         """Dense peak matmul rate in FLOP/s for `dtype`; UnsupportedError if the device has none."""
@@ -354,47 +473,52 @@ class HardwareSpec(BaseModel):
         return self.display_name or self.name
 
 
+def _doublings(low: int, high: int) -> tuple[int, ...]:
+    """low, 2·low, 4·low, … up to high."""
+    out = [low]
+    while out[-1] * 2 <= high:
+        out.append(out[-1] * 2)
+    return tuple(out)
+
+
 class Workload(BaseModel):
     """What to run: batch, lengths, dtypes, parallelism and efficiency overrides."""
 
     model_config = _STRICT
 
-    batch: int = Field(default=1, gt=0)
-    input_len: int = Field(default=512, gt=0)
-    output_len: int = Field(default=128, gt=0)
+    batch: int = _size(MAX_BATCH, 1)
+    input_len: int = _size(MAX_TOKENS, 512)
+    output_len: int = _size(MAX_TOKENS, 128)
     dtype: Dtype = "bf16"
     weight_dtype: Dtype | None = None
     kv_dtype: Dtype | None = None
-    tp: int = Field(default=1, gt=0)
+    tp: int = _size(MAX_TP, 1)
     logits: Literal["last", "all"] = "last"
     attention: Literal["flash", "eager"] = "flash"
-    compute_efficiency: float | None = Field(default=None, gt=0, le=1)
-    memory_efficiency: float | None = Field(default=None, gt=0, le=1)
+    compute_efficiency: float | None = _fraction(None)
+    memory_efficiency: float | None = _fraction(None)
     # Mixture of experts and latent attention (perfest.layers.moe, perfest.layers.mla).
-    ep: int = Field(default=1, gt=0)  # expert-parallel degree
-    dp_attention: bool = False  # attention data-parallel over ep/tp groups, a2a to the experts
-    experts_touched: float | None = Field(default=None, gt=0)  # per MoE layer per decode step
+    ep: int = _size(MAX_TP, 1)  # expert-parallel degree
+    dp_attention: bool = Field(False, strict=True)  # attention data-parallel, a2a to experts
+    experts_touched: float | None = _rate(MAX_UNITS, None)  # per MoE layer per decode step
     mla: Literal["auto", "naive", "absorbed"] = "auto"  # auto: naive prefill, absorbed decode
 
     @model_validator(mode="after")
     def _check_dtypes(self) -> Workload:
-        if self.dtype in WEIGHT_FORMATS:
-            raise ValueError(
-                f"dtype: {self.dtype} is a weight format; use --weight-dtype {self.dtype}"
-            )
-        if self.kv_dtype in WEIGHT_FORMATS:
-            raise ValueError(
-                f"kv_dtype: {self.kv_dtype} KV caches are not modelled; use int8 or fp8"
-            )
+        problem = dtype_problem(self.dtype, self.weight_dtype, self.kv_dtype)
+        if problem:
+            raise ValueError(problem)
         return self
 
     @property
     def w_dtype(self) -> str:
-        return self.weight_dtype or self.dtype
+        """The weights' storage dtype (tf32 compute stores fp32)."""
+        return self.weight_dtype or STORAGE.get(self.dtype, self.dtype)
 
     @property
     def cache_dtype(self) -> str:
-        return self.kv_dtype or self.dtype
+        """The KV cache's storage dtype (tf32 compute stores fp32)."""
+        return self.kv_dtype or STORAGE.get(self.dtype, self.dtype)
 
     def static_key(self) -> tuple:
         """The fields that shape a plan (dtypes, layout, kernels, efficiencies), as a tuple."""
@@ -418,21 +542,33 @@ WORKLOAD_FIELDS = tuple(Workload.model_fields)
 def first_error(exc: ValidationError, where: str = "") -> SpecError:
     """Turn pydantic's multi-line report into one line naming the field and the problem."""
     err = exc.errors()[0]
-    loc = ".".join(str(part) for part in err["loc"])
+    loc = ".".join(str(part) for part in err["loc"] if not is_type_tag(part))
     msg = err["msg"]
     for prefix in ("Value error, ", "Assertion failed, "):
         msg = msg.removeprefix(prefix)
-    if err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    elif err["type"] == "missing":
-        msg = "required field is missing"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        msg = "unknown field" + closest_field(exc.title, str(err["loc"][-1]))
+    elif kind in MESSAGES:
+        ctx = dict(err.get("ctx") or {})
+        for key, value in ctx.items():
+            if isinstance(value, float) and value.is_integer():
+                ctx[key] = int(value)  # 100,000 rather than 100,000.0
+            elif not isinstance(value, (int, float)):
+                ctx[key] = str(value)
+        try:
+            msg = MESSAGES[kind].format(got=shown(err.get("input")), **ctx)
+        except (KeyError, ValueError, IndexError, TypeError):
+            pass
+    elif kind == "literal_error":
+        msg = f"must be one of {err['ctx']['expected']} (got {shown(err.get('input'))})"
     if ":" in msg.split(" ")[0] or not loc:
         text = msg
     else:
         text = f"{loc}: {msg}"
     if where:
         text = f"{where}: {text}"
-    return SpecError(text)
+    return SpecError(" ".join(text.split()))
 
 
 def build(cls: type[BaseModel], data: dict, where: str = "") -> BaseModel:

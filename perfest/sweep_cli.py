@@ -13,14 +13,16 @@ from perfest.options import (
     emit,
     fail,
     gpu_option,
+    memory_failure,
     model_option,
     output_options,
     pick_workload,
     progress,
+    report_notes,
     reports_errors,
     workload_options,
 )
-from perfest.sweeps import parse_axis
+from perfest.sweeps import MAX_POINTS, parse_axis
 
 #: Sweeps this long show a progress bar (on a terminal only).
 PROGRESS_MIN_POINTS = 50
@@ -79,6 +81,10 @@ def sweep(
     }
     devices = _devices(gpu)
     total = len(devices) * math.prod(len(values) for values in axes.values())
+    if total > MAX_POINTS:
+        sizes = " × ".join(str(len(values)) for values in (*axes.values(), devices))
+        flags = ", ".join([*(AXES[field] for field in axes), "--gpu"])
+        fail(f"{flags}: {sizes} = {total:,} points; at most {MAX_POINTS:,}")
     with progress(total, "sweeping", minimum=PROGRESS_MIN_POINTS) as advance:
         result = run(
             model,
@@ -96,11 +102,19 @@ def sweep(
         lambda: sweep_csv(result),
         lambda console: _render(result, console),
     )
-    for note in result.warnings:
-        click.echo(f"warning: {note}", err=True)
     if plot_path:
         plot.sweep_plot(result, plot_path)
         click.echo(f"wrote {plot_path}", err=True)
+    report_notes(result.warnings, _memory_failure(result))
+
+
+def _memory_failure(result) -> str | None:
+    """The estimate policy: a result that cannot run is an error, after it is printed. Points
+    that do not fit beside others that do are what a sweep is for: its table marks them."""
+    if any(p.fits for p in result.points):
+        return None
+    largest = ", ".join(f"{s.hardware} {s.max_batch}" for s in result.summaries)
+    return f"memory: no swept point fits in device memory (largest batch that fits: {largest})"
 
 
 @click.command()
@@ -129,6 +143,7 @@ def roofline(model: str, gpu: str, path: str, **kwargs) -> None:
     est = estimate(m, hw, **pick_workload(kwargs))
     plot.roofline_plot(est, hw, path)
     click.echo(f"wrote {path}", err=True)
+    report_notes(est.warnings, memory_failure(est))  # as estimate does
 
 
 def _render(result, console) -> None:

@@ -32,6 +32,7 @@ Every point is one `perfest.estimate` call on specs loaded once; nothing is re-d
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -40,18 +41,29 @@ from operator import attrgetter
 from typing import Any
 
 from perfest.catalog import load_hardware, load_model
-from perfest.errors import SpecError
-from perfest.inference import Inference, Shape, decode_context, infer, make_workload, positions_note
+from perfest.errors import ArgumentTypeError, SpecError
+from perfest.inference import (
+    Inference,
+    Shape,
+    decode_context,
+    for_model,
+    infer,
+    layout_notes,
+    make_workload,
+    positions_note,
+)
 from perfest.memory import kv_bytes_per_sequence
 from perfest.plan import Plan, plan_for
 from perfest.results import SCHEMA_VERSION, MemoryEstimate, _plain
 from perfest.roofline import Bound
-from perfest.specs import DTYPE_BYTES, HardwareSpec, ModelConfig, Workload
+from perfest.specs import DTYPE_BYTES, MAX_BATCH, MAX_TOKENS, HardwareSpec, ModelConfig, Workload
 
 #: The most values one axis, and one sweep, may hold (a typo such as 1:10000000 fails fast
 #: instead of running for an hour).
 MAX_AXIS_VALUES = 100_000
 MAX_POINTS = 100_000
+#: The largest batch or length an axis may hold (the Workload's bound on each).
+MAX_VALUE = max(MAX_BATCH, MAX_TOKENS)
 
 _RANGE = re.compile(r"^(?P<start>[^:]+):(?P<stop>[^:]+)(?::(?P<step>[^:]*))?$")
 
@@ -189,7 +201,7 @@ def _parse_item(item: str, option: str) -> Iterable[int]:
         raise SpecError(f"{option}: range '{item}' ends ({stop}) before it starts ({start})")
     step = (match["step"] or "+1").strip()
     if step[:1] in ("x", "*"):
-        return _geometric(start, stop, _factor(step[1:], item, option))
+        return _geometric(start, stop, _factor(step[1:], item, option), option)
     increment = _whole(step.removeprefix("+"), option, what=f"step '{step}' in '{item}'")
     if increment <= 0:
         raise SpecError(f"{option}: step '{step}' in '{item}' must be at least +1")
@@ -202,17 +214,31 @@ _EXAMPLES = "e.g. 1,2,4,8 or 1:1024:x2 or 1:64:+8"
 
 
 def _whole(text: str, option: str, what: str) -> int:
+    text = text.strip()
+    if len(text.lstrip("+-")) > len(str(MAX_VALUE)):  # also spares int() a 5,000-digit string
+        shown = f"a {len(text)}-digit number" if text.lstrip("+-").isdigit() else what
+        raise SpecError(f"{option}: {shown} is more than {MAX_VALUE:,}, beyond anything "
+                        "physically meaningful")  # fmt: skip
     try:
-        return int(text.strip())
+        return int(text)
     except ValueError:
         raise SpecError(f"{option}: {what} is not a whole number ({_EXAMPLES})") from None
 
 
 def _positive(text: str, option: str) -> int:
     value = _whole(text, option, what=f"'{text.strip()}'")
+    _check(value, option)
+    return value
+
+
+def _check(value: int, option: str) -> None:
     if value <= 0:
         raise SpecError(f"{option}: {value} must be a positive whole number")
-    return value
+    if value > MAX_VALUE:
+        shown = f"{value:,}" if value < 10**15 else f"a {len(str(value))}-digit number"
+        raise SpecError(
+            f"{option}: {shown} is more than {MAX_VALUE:,}, beyond anything physically meaningful"
+        )
 
 
 def _factor(text: str, item: str, option: str) -> float:
@@ -225,27 +251,41 @@ def _factor(text: str, item: str, option: str) -> float:
     return factor
 
 
-def _geometric(start: int, stop: int, factor: float) -> list[int]:
+def _geometric(start: int, stop: int, factor: float, option: str) -> list[int]:
     """start, start·f, start·f², … ≤ stop, each rounded to a whole number."""
     values, k = [], 0
     while (value := start * factor**k) <= stop * (1 + 1e-12):
         values.append(round(value))
         k += 1
+        if k > MAX_AXIS_VALUES:  # a factor of 1.000001 would take forever
+            raise SpecError(f"{option}: x{factor!r} gives more than {MAX_AXIS_VALUES:,} values")
     return values
 
 
 def _axis(values: str | int | Sequence[int] | None, default: int, option: str) -> tuple[int, ...]:
-    """An axis given as text, one number, a sequence, or None (the workload's value)."""
+    """An axis given as text, one number, a sequence, or None (the workload's value); errors
+    name `option` (the keyword in the library, the flag in the CLI)."""
     if values is None:
         return (default,)
     if isinstance(values, str):
         return parse_axis(values, option)
-    values = (values,) if isinstance(values, int) else tuple(values)
+    if isinstance(values, int) and not isinstance(values, bool):
+        values = (values,)
+    elif isinstance(values, (list, tuple, range, set, frozenset)):
+        values = tuple(values)
+    else:
+        raise ArgumentTypeError(
+            f"{option}: expected an int, a list of ints or text such as '1:1024:x2'; got "
+            f"{type(values).__name__}"
+        )
+    if len(values) > MAX_AXIS_VALUES:
+        raise SpecError(f"{option}: more than {MAX_AXIS_VALUES:,} values")
     if not values:
         raise SpecError(f"{option}: empty list")
     for value in values:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise SpecError(f"{option}: {value!r} must be a positive whole number")
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(f"{option}: {str(value)[:40]!r} must be a positive whole number")
+        _check(value, option)
     return tuple(sorted(set(values)))
 
 
@@ -274,15 +314,15 @@ def sweep(
     """
     m = load_model(model)
     devices = _devices(hardware)
-    base = make_workload(workload, **fields)
-    bs = _axis(batches, base.batch, "--batch")
-    ins = _axis(input_lens, base.input_len, "--input-len")
-    outs = _axis(output_lens, base.output_len, "--output-len")
+    base = for_model(m, make_workload(workload, **fields))
+    bs = _axis(batches, base.batch, "batches")
+    ins = _axis(input_lens, base.input_len, "input_lens")
+    outs = _axis(output_lens, base.output_len, "output_lens")
     total = len(devices) * len(bs) * len(ins) * len(outs)
     if total > MAX_POINTS:
         raise SpecError(
-            f"--batch, --input-len, --output-len, --gpu: {len(bs)} × {len(ins)} × {len(outs)} × "
-            f"{len(devices)} = {total:,} points; at most {MAX_POINTS:,}"
+            f"batches, input_lens, output_lens, hardware: {len(bs)} × {len(ins)} × {len(outs)} "
+            f"× {len(devices)} = {total:,} points; at most {MAX_POINTS:,}"
         )
     points: list[SweepPoint] = []
     summaries: list[SweepSummary] = []
@@ -296,9 +336,10 @@ def sweep(
             series.append(_point(hw.name, b, input_len, output_len, point))
             if progress is not None:
                 progress(len(points) + len(series), total)
-        note = positions_note(m, shape)  # the memory note becomes the `fits` column instead
-        if note is not None:
-            warnings[note.text] = None
+        # the memory note becomes the `fits` column instead
+        for note in (positions_note(m, shape), *layout_notes(m, hw, shape)):
+            if note is not None:
+                warnings[note.text] = None
         points += series
         summaries.append(_summary(plan, hw, shape, series, point.memory))
     return SweepResult(
@@ -315,11 +356,16 @@ def sweep(
 
 
 def _devices(hardware: Any) -> tuple[HardwareSpec, ...]:
-    if isinstance(hardware, (str, HardwareSpec)):
+    if isinstance(hardware, (str, os.PathLike, HardwareSpec, dict)):
         hardware = [hardware]
+    elif not isinstance(hardware, (list, tuple)):
+        raise ArgumentTypeError(
+            "hardware: expected a device (a catalog name, a path, a HardwareSpec or a dict of "
+            f"its fields) or a list of them; got {type(hardware).__name__}"
+        )
     devices = tuple(load_hardware(hw) for hw in hardware)
     if not devices:
-        raise SpecError("--gpu: empty list of devices")
+        raise SpecError("hardware: empty list of devices")
     return tuple({hw.name: hw for hw in devices}.values())  # each device once, in order
 
 

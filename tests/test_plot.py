@@ -150,3 +150,70 @@ def test_nothing_else_imports_matplotlib():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+TINY = {
+    "vocab_size": 64,
+    "hidden_size": 16,
+    "num_layers": 2,
+    "num_heads": 2,
+    "intermediate_size": 32,
+}
+
+
+@pytest.mark.plot
+@pytest.mark.parametrize(
+    "model, device, workload",
+    [
+        (TINY, "h100", {"batch": 1, "input_len": 4, "output_len": 2}),  # every op in a corner
+        ("gpt2", "l4", {"batch": 1}),
+        ("gpt2", "h100", {"batch": 1, "input_len": 8, "output_len": 2}),
+        ("llama-2-7b", "h100", {"batch": 8}),
+    ],
+)
+def test_roofline_labels_stay_inside_and_never_overlap(model, device, workload):
+    import itertools
+
+    from matplotlib.text import Text
+
+    import perfest
+    from perfest.plot import OP_LABEL, roofline_figure
+
+    est = perfest.estimate(model, device, **workload)
+    fig = roofline_figure(est, perfest.load_hardware(device))
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    boxes = []
+    for text in ax.texts:
+        text.update_positions(renderer)
+        boxes.append((text.get_gid(), Text.get_window_extent(text, renderer)))
+    labels = [box for gid, box in boxes if gid == OP_LABEL]
+    assert len(labels) >= 8
+    for box in labels:  # inside the axes
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0
+        assert box.y1 <= frame.y1
+    for (gid_a, a), (gid_b, b) in itertools.combinations(boxes, 2):
+        if OP_LABEL in (gid_a, gid_b):  # no label on another label or on a roof's text
+            width = min(a.x1, b.x1) - max(a.x0, b.x0)
+            height = min(a.y1, b.y1) - max(a.y0, b.y0)
+            assert width <= 0 or height <= 0
+
+
+@pytest.mark.plot
+def test_sweep_plot_colours_devices_and_styles_lengths(tmp_path):
+    path = tmp_path / "sweep.svg"
+    r = run(
+        "sweep", "-m", "llama-2-7b", "-g", "a100,h100", "-b", "1:300:x3", "-i", "128,2048",
+        "--plot", str(path),
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    text = svg_text(path)
+    # one legend entry per device and per length pair, not per series; the best batch marked
+    assert text.count("a100-80gb-sxm") == text.count("h100-sxm") == 1
+    assert "128 in / 128 out" in text and " 2048 in / 128 out" in text
+    assert "best throughput that fits" in text
+    # a tick at every swept power of two (1, 9, 27, 81, 243 swept: only 1 is one)
+    r = run("sweep", "-m", "gpt2", "-g", "l4", "-b", "1:512:x2", "--plot", str(path))
+    ticks = svg_text(path).split()
+    assert all(str(2**k) in ticks for k in range(10))

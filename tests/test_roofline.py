@@ -7,7 +7,7 @@ import pytest
 
 from perfest.ops import Axis, CollectiveKind, Group, Role, Tensor, collective, elementwise, matmul
 from perfest.plan import Point, time_op
-from perfest.roofline import Bound, Rates, rates, tile_m
+from perfest.roofline import Bound, Rates, fit, rates
 from perfest.sharding import Link
 from perfest.symbols import expr
 
@@ -73,17 +73,28 @@ def test_count_multiplies_every_time():
     )
 
 
-def test_tile_rows_follow_m():
-    r = make_rates()
-    assert [tile_m(m, r) for m in (1, 16, 17, 64, 100, 128, 1000)] == [
-        16,
-        16,
-        32,
-        64,
-        128,
-        128,
-        128,
+def test_tiles_pad_least_and_prefer_the_larger_tile():
+    # (padded, tile, count) over row tiles 16, 32, 64, 128: m = 1 pads to one 16-row tile;
+    # m = 17 pads to 32 rows with two 16-row tiles or one 32-row tile (the larger wins);
+    # m = 48 = 3·16 needs no padding (a 64-row tile would pad to 64); m = 129 pads to
+    # 9·16 = 144 rows, not 2·128 = 256; m = 256 = 2·128 is exact with the largest tile
+    rows = (16, 32, 64, 128)
+    assert [fit(m, rows) for m in (1, 17, 48, 64, 129, 256)] == [
+        (16, 16, 1),
+        (32, 32, 1),
+        (48, 16, 3),
+        (64, 64, 1),
+        (144, 16, 9),
+        (256, 128, 2),
     ]
+
+
+def test_one_row_past_a_tile_costs_one_small_tile_not_a_large_one():
+    # [129, 4096] @ [4096, 4096]: the cheapest shape pads 129 rows to 144 (9 tiles of 16);
+    # columns 4096 = 16·256 are exact; 9·16 = 144 tiles × 16 K-slices ≥ 108 units (full
+    # waves): 2·4096·144·4096 FLOPs at 100 TFLOP/s = 48.32 µs (two 128-row tiles: 85.9 µs)
+    row = time_op(mm(129, 4096, 4096), make_rates(compute_units=108))
+    assert row.t_compute == pytest.approx(2 * 4096 * 144 * 4096 / 100e12)
 
 
 def test_skinny_gemm_pays_for_padding():
@@ -94,10 +105,12 @@ def test_skinny_gemm_pays_for_padding():
 
 
 def test_small_gemm_occupies_a_whole_wave():
-    # [128, 256] @ [256, 768]: 6 tiles of 128×128, K = 256 → 1 slice each: 6 pieces on 108
-    # units → a whole wave: charged 108 tiles' worth, 2·256·128·128·108 FLOPs
+    # [128, 256] @ [256, 768], K = 256 → 1 slice per tile: even the smallest tiles, 16×64,
+    # give only 8·12 = 96 pieces on 108 units → one partial wave, charged as 108 tiles of
+    # 16×64: 2·256·16·64·108 FLOPs (every larger shape leaves more units idle: 6 tiles of
+    # 128×128 would be charged 108·128·128)
     row = time_op(mm(128, 256, 768), make_rates(compute_units=108))
-    assert row.t_compute == pytest.approx(2.0 * 256 * 128 * 128 * 108 / 100e12)
+    assert row.t_compute == pytest.approx(2.0 * 256 * 16 * 64 * 108 / 100e12)
 
 
 def test_split_k_fills_the_device():
@@ -148,7 +161,7 @@ def test_weight_only_dequant_costs_compute():
 
 def cpu_like(**over) -> Rates:
     """Round CPU-like rates: 10 GB/s, no tile padding, 50 ns per GEMV row."""
-    base = dict(bandwidth=10e9, tile_m_min=1, tile_m_max=1, tile_n=1, gemv_row_s=50e-9)
+    base = dict(bandwidth=10e9, tile_ms=(1,), tile_ns=(1,), gemv_row_s=50e-9)
     return make_rates(**{**base, **over})
 
 

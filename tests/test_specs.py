@@ -76,7 +76,7 @@ MLA = dict(BASE, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4, v_head
         (dict(BASE, experts_per_token=2), "experts_per_token: only a mixture of experts"),
         (dict(BASE, shared_experts=1), "shared_experts: only a mixture of experts has it"),
         (dict(MOE, first_dense_layers=2), "first_dense_layers: 2 dense layers leave none"),
-        (dict(MOE, num_experts=0), "num_experts: Input should be greater than 0"),
+        (dict(MOE, num_experts=0), "num_experts: must be greater than 0 (got 0)"),
         (dict(BASE, sliding_window=0), "sliding_window: a window of 0 tokens attends to nothing"),
         (dict(BASE, global_attention_every=2), "global_attention_every: alternating attention"),
         (dict(MLA, kv_lora_rank=128), "kv_lora_rank: 128 does not compress the keys and values"),

@@ -101,9 +101,11 @@ def test_validate_table_with_catalog_spec_and_scaled_layers(tiny_yaml):
     "args, message",
     [
         (["--device", "cuda"], "--device: cuda requested but this PyTorch sees no CUDA device"),
-        (["--dtype", "int4"], "int4"),
-        (["--dtype", "fp8"], "dtype: the PyTorch reference runs in"),
-        (["--tp", "2"], "--tp: the reference runs on one device"),
+        (["--dtype", "int4"], "'int4' is not one of 'fp32', 'tf32', 'bf16', 'fp16'"),
+        (["--dtype", "fp8"], "'fp8' is not one of 'fp32', 'tf32', 'bf16', 'fp16'"),
+        (["--tp", "2"], "No such option '--tp'"),
+        (["--layers", "0"], "'--layers': 0 is not in the range x>=1"),
+        (["--layers", "-1"], "'--layers': -1 is not in the range x>=1"),
         (["-b", "100000000", "-i", "256"], "memory: "),
     ],
 )

@@ -96,10 +96,18 @@ def _variant_facts(m: Any) -> list[tuple[str, str]]:
 
 
 def show_model(m: Any, console: Console) -> None:
-    from perfest.parameters import count_parameters, parameter_breakdown
+    from perfest.parameters import (
+        count_parameters,
+        kv_cache_bytes_per_token,
+        parameter_breakdown,
+        weight_bytes_by_dtype,
+    )
 
     total = count_parameters(m)
     parts = ", ".join(f"{k} {count(v)}" for k, v in parameter_breakdown(m).items())
+    weights = ", ".join(f"{k} {gb(v)}" for k, v in weight_bytes_by_dtype(m).items())
+    kv = kv_cache_bytes_per_token(m)
+    kv_text = ", ".join(f"{k} {v / 1e3:,.1f} KB" for k, v in kv.items() if k != "fp16")
     console.print(
         _facts(
             [
@@ -120,6 +128,9 @@ def show_model(m: Any, console: Console) -> None:
                 ("block", "parallel attention + MLP" if m.parallel_block else "sequential"),
                 ("tied embeddings", "yes" if m.tied_embeddings else "no"),
                 ("max positions", str(m.max_position_embeddings)),
+                ("weights", weights + " (int4: W4A16, embeddings and head in bf16)"),
+                ("KV cache per token", kv_text + " (one sequence, all layers)"),
+                ("stored weights", m.weight_dtype or "as computed (set by --weight-dtype)"),
                 ("aliases", ", ".join(m.aliases) or "–"),
                 ("source", m.source or "–"),
             ]

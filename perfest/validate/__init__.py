@@ -17,6 +17,8 @@ import importlib
 from perfest.errors import MissingExtraError
 
 INSTALL_HINT = "PyTorch is not installed; install the extra: pip install 'perfest[torch]'"
+#: The dtypes the PyTorch reference runs in (its quantized kernels are not modelled).
+REFERENCE_DTYPES = ("fp32", "tf32", "bf16", "fp16")
 
 
 def require_torch():
@@ -27,4 +29,4 @@ def require_torch():
         raise MissingExtraError(INSTALL_HINT) from None
 
 
-__all__ = ["INSTALL_HINT", "require_torch"]
+__all__ = ["INSTALL_HINT", "REFERENCE_DTYPES", "require_torch"]

@@ -28,32 +28,66 @@ efficiencies are the fraction of them that inference-shaped kernels reach, both 
                            allocator) as much as the launch itself.
     tile_*, compute_units  1 on a CPU (a BLAS blocks in registers, no 128-wide tile padding);
                            the catalog defaults and the SM count on a CUDA device.
+
+Every rate is sampled until stable, and refused if physically impossible (perfest.validate.
+robust); the spread of each (`<rate>_low`, `<rate>_high`, `<rate>_rounds`) is recorded under
+`calibration`.
 """
 
 from __future__ import annotations
 
 import datetime
-import os
 import platform
+import statistics
 import time
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
-
-import yaml
 
 from perfest.specs import HardwareSpec, ModelConfig, build
 from perfest.validate import require_torch
-from perfest.validate.measure import resolve_device, synchronize, time_call
+from perfest.validate.measure import (  # noqa: F401 (cpu_name: benchmarks read it here)
+    _host_memory_gb,
+    cpu_name,
+    last_level_cache_bytes,
+    resolve_device,
+    synchronize,
+    time_call,
+)
+from perfest.validate.robust import (  # noqa: F401 (the spec file's helpers live there)
+    Reading,
+    check_default_spec_path,
+    default_spec_path,
+    fraction,
+    plausible,
+    spec_origin,
+    stable,
+    write_spec,
+)
 
 #: GEMM sizes tried per device, smallest first (`quick`: the first two only).
 GEMM_SIZES = {"cpu": (128, 256, 512, 1024, 2048), "cuda": (1024, 2048, 4096, 8192)}
 #: Stop growing n before one product would take longer than this (CPU fp16 can run 100×
 #: slower than fp32).
 GEMM_TIME_LIMIT_S = 0.25
+#: Bytes copied to measure bandwidth; on a CPU at least twice its last-level cache (a server's
+#: L3 reaches hundreds of MiB: a smaller copy measures the cache, 33–49 GB/s "quick" against
+#: 23–26 GB/s full on one machine), quick or not.
 COPY_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30, "quick": 32 * 2**20}
-#: Weights cycled through by the GEMV and MLP-shaped GEMM measurements (larger than any LLC).
+#: Weights cycled through by the GEMV and MLP-shaped GEMM measurements; on a CPU at least twice
+#: its last-level cache (`quick`: 64 MiB, fast but possibly cache-resident; for tests).
 STREAM_BYTES = {"cpu": 256 * 2**20, "cuda": 2 * 2**30, "quick": 64 * 2**20}
+
+
+def _buffer_bytes(table: dict, device: str, quick: bool) -> int:
+    """Bytes to move for a measurement: the table's, and on a CPU past its last-level cache
+    (for copies always; for weight streaming unless quick)."""
+    kind = "quick" if quick else ("cuda" if device.startswith("cuda") else "cpu")
+    nbytes = table[kind]
+    if not device.startswith("cuda") and (table is COPY_BYTES or not quick):
+        nbytes = max(nbytes, 2 * last_level_cache_bytes())
+    return nbytes
+
+
 DTYPES = {"cpu": ("fp32", "bf16", "fp16"), "cuda": ("fp32", "tf32", "bf16", "fp16")}
 
 #: Two tiny models whose forward pass is all overhead: Llama-style (RoPE, GQA, gated) and
@@ -95,25 +129,32 @@ def gemm_curve(device: str, dtype: str, quick: bool) -> dict[int, float]:
     return curve
 
 
-def copy_bandwidth(device: str, quick: bool) -> float:
-    """Byte/s of dst.copy_(src): each byte read once and written once."""
+def copy_bandwidth(device: str, quick: bool) -> Reading:
+    """Byte/s of dst.copy_(src): each byte read once and written once (each sample the fastest
+    of a few copies, sampled until stable)."""
     torch = require_torch()
-    kind = "quick" if quick else ("cuda" if device.startswith("cuda") else "cpu")
-    n = COPY_BYTES[kind]
+    n = _buffer_bytes(COPY_BYTES, device, quick)
     src = torch.ones(n, dtype=torch.uint8, device=device)
     dst = torch.zeros_like(src)  # touched, so page faults stay out of the timing
-    seconds = time_call(lambda: dst.copy_(src), device, 5 if quick else 11, 2, best=True)
-    return 2.0 * n / seconds
+    time_call(lambda: dst.copy_(src), device, 1, 2)  # warm-up
+
+    def sample() -> float:
+        return 2.0 * n / time_call(lambda: dst.copy_(src), device, 3, 0, best=True)
+
+    return stable(sample, quick)
 
 
-def _weights(device: str, quick: bool, k: int, n: int, dtype: str = "fp32") -> list:
-    """Enough distinct [n, k] weights to overflow the caches (like a model's layers)."""
+def _weights(
+    device: str, quick: bool, k: int, n: int, dtype: str = "fp32", most: int | None = None
+) -> list:
+    """Enough distinct [n, k] weights to overflow the caches (like a model's layers), or
+    `most` of them."""
     torch = require_torch()
     from perfest.validate.reference import torch_dtype
 
-    kind = "quick" if quick else ("cuda" if device.startswith("cuda") else "cpu")
     size = k * n * torch.finfo(torch_dtype(dtype)).bits // 8
-    count = max(2, STREAM_BYTES[kind] // size)
+    count = max(2, _buffer_bytes(STREAM_BYTES, device, quick) // size)
+    count = min(count, most) if most else count
     return [torch.randn(n, k, dtype=torch_dtype(dtype), device=device) for _ in range(count)]
 
 
@@ -121,9 +162,9 @@ def _weights(device: str, quick: bool, k: int, n: int, dtype: str = "fp32") -> l
 STREAM_SHAPES = ((512, 4096), (4096, 512))
 
 
-def stream_seconds(weights: list, m: int, device: str, quick: bool) -> float:
-    """Seconds of one fp32 product [m, k]·[k, n], cycling through `weights` (fastest of
-    repeats)."""
+def stream_seconds(weights: list, m: int, device: str, warmup: int = 0) -> float:
+    """Seconds of one fp32 product [m, k]·[k, n], cycling through `weights` (the faster of two
+    sweeps; the sampling around it does the repeating)."""
     torch = require_torch()
     x = torch.randn(m, weights[0].shape[1], device=device)
 
@@ -131,26 +172,51 @@ def stream_seconds(weights: list, m: int, device: str, quick: bool) -> float:
         for w in weights:
             torch.nn.functional.linear(x, w)
 
-    return time_call(sweep, device, 3 if quick else 7, 1, best=True) / len(weights)
+    return time_call(sweep, device, 2, warmup, best=True) / len(weights)
 
 
-def weight_streaming(device: str, quick: bool) -> tuple[float, float, float]:
+def gemv_line(short_s: float, long_s: float) -> tuple[float, float]:
+    """(byte/s, seconds per row) of the line t/n = 4k/B + t_row through the per-row times of the
+    short-row and the long-row shape. Long rows must cost more per row than short ones; when
+    noise says otherwise, the line is meaningless and the long-row shape's rate stands alone
+    (no per-row term) — never a slope clamped to nothing, which once read 1.4e19 B/s."""
+    (k1, n1), (k2, n2) = STREAM_SHAPES
+    rise = long_s / n2 - short_s / n1
+    if rise > 0:
+        seconds_per_byte = rise / (4 * (k2 - k1))
+        row_s = short_s / n1 - 4 * k1 * seconds_per_byte
+        if row_s >= 0:
+            return 1.0 / seconds_per_byte, row_s
+    return 4 * k2 * n2 / long_s, 0.0
+
+
+def weight_streaming(device: str, quick: bool) -> tuple[Reading, float, Reading]:
     """Weight byte/s of matrix-vector products [1, k]·[k, n] and seconds per output row (the
     line t/n = 4k/B + t_row through a short-row and a long-row shape), and the median weight
-    byte/s of skinny products [m, k]·[k, n] for m = 2, 4, 8 over the same shapes."""
-    per_row, skinny = [], []
-    for k, n in STREAM_SHAPES:
-        weights = _weights(device, quick, k, n)
-        per_row.append(stream_seconds(weights, 1, device, quick) / n)
-        for m in (4,) if quick else (2, 4, 8):
-            skinny.append(4 * k * n / stream_seconds(weights, m, device, quick))
-    (k1, _), (k2, _) = STREAM_SHAPES
-    seconds_per_byte = max(per_row[1] - per_row[0], 1e-15) / (4 * (k2 - k1))
-    row_s = max(0.0, per_row[0] - 4 * k1 * seconds_per_byte)
-    return 1.0 / seconds_per_byte, row_s, sorted(skinny)[len(skinny) // 2]
+    byte/s of skinny products [m, k]·[k, n] for m = 2, 4, 8 over the same shapes; each
+    sampled until stable."""
+    weights = [_weights(device, quick, k, n) for k, n in STREAM_SHAPES]
+    for w in weights:
+        stream_seconds(w, 1, device, warmup=1)  # first calls: BLAS set-up, page mapping
+    rows: list[float] = []
+
+    def gemv() -> float:
+        rate, row_s = gemv_line(*(stream_seconds(w, 1, device) for w in weights))
+        rows.append(row_s)
+        return rate
+
+    def skinny() -> float:
+        rates = [
+            4 * k * n / stream_seconds(w, m, device)
+            for (k, n), w in zip(STREAM_SHAPES, weights, strict=True)
+            for m in ((4,) if quick else (2, 4, 8))
+        ]
+        return statistics.median(rates)
+
+    return stable(gemv, quick), statistics.median(rows), stable(skinny, quick)
 
 
-def vector_rate(device: str, quick: bool) -> float:
+def vector_rate(device: str, quick: bool) -> Reading:
     """FLOP/s of the element-wise kernels perfest counts, on a cache-resident [128, 3072] fp32
     tensor: perfest's FLOPs per element over the measured time, summed over the kernels."""
     torch = require_torch()
@@ -167,32 +233,40 @@ def vector_rate(device: str, quick: bool) -> float:
         (partial(RMSNorm(cols, device=device), x), NORM["rmsnorm"]),
         (partial(torch.softmax, x, -1), SOFTMAX_FLOPS_PER_ELEMENT),
     ]
-    flops = seconds = 0.0
+    flops = rows * cols * sum(per_element for _, per_element in kernels)
+
+    def sample() -> float:
+        seconds = sum(time_call(fn, device, 3 if quick else 7, 1, best=True) for fn, _ in kernels)
+        return flops / seconds
+
     with torch.no_grad():
-        for fn, per_element in kernels:
-            seconds += time_call(fn, device, 5 if quick else 21, 3, best=True)
-            flops += rows * cols * per_element
-    return flops / seconds
+        return stable(sample, quick)
 
 
-def mlp_gemm_rate(device: str, quick: bool, dtype: str, h: int = 1024) -> float:
+def mlp_gemm_rate(device: str, quick: bool, dtype: str, h: int = 1024) -> Reading:
     """Median FLOP/s of [m, h]·[h, 4h] and [m, 4h]·[4h, h] for m = 128 and 512."""
     torch = require_torch()
     from perfest.validate.reference import torch_dtype
 
-    rates = []
+    cases = []
     for m in (128,) if quick else (128, 512):
         for k, n in ((h, 4 * h), (4 * h, h)):
-            weights = _weights(device, quick, k, n, dtype)[:8]
+            weights = _weights(device, quick, k, n, dtype, most=8)
             x = torch.randn(m, k, dtype=torch_dtype(dtype), device=device)
 
             def sweep(weights=weights, x=x):
                 for w in weights:
                     torch.nn.functional.linear(x, w)
 
-            seconds = time_call(sweep, device, 3 if quick else 5, 1, best=True)
-            rates.append(2.0 * m * k * n * len(weights) / seconds)
-    return sorted(rates)[len(rates) // 2]
+            cases.append((sweep, 2.0 * m * k * n * len(weights)))
+
+    for fn, _ in cases:
+        time_call(fn, device, 1, 1)  # warm-up
+
+    def sample() -> float:
+        return statistics.median(flops / time_call(fn, device, 1, 0) for fn, flops in cases)
+
+    return stable(sample, quick)
 
 
 def op_overhead(device: str, quick: bool) -> float:
@@ -232,20 +306,6 @@ def _spin_up(device: str, quick: bool) -> None:
         synchronize(device)
 
 
-def _host_memory_gb() -> float:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def describe_device(device: str) -> dict:
     """Name, display name, memory (GB) and compute units of the local device."""
     torch = require_torch()
@@ -268,47 +328,36 @@ def describe_device(device: str) -> dict:
         "compute_units": 1,
         "tile_m_min": 1,
         "tile_m_max": 1,
-        "tile_n": 1,
+        "tile_n": 1,  # and tile_n_min, which follows it
     }
 
 
 def calibrate(device: str = "cpu", quick: bool = False, progress: Progress | None = None):
-    """Measure the device and return (HardwareSpec, curves: dtype → {n: FLOP/s})."""
+    """Measure the device and return (HardwareSpec, curves: dtype → {n: FLOP/s}). Every rate
+    is sampled until stable (its spread recorded under `calibration`) and checked against what
+    a device can physically do: an impossible result is an UnsupportedError, not a spec."""
     torch = require_torch()
     device = resolve_device(device)
     say = progress or (lambda _msg: None)
     kind = "cuda" if device.startswith("cuda") else "cpu"
     data = describe_device(device)
-    curves, record = {}, {}
     _spin_up(device, quick)
-    for dtype in DTYPES[kind]:
-        say(f"GEMM {dtype}")
-        curves[dtype] = gemm_curve(device, dtype, quick)
-        data[f"{dtype}_tflops"] = _sig(max(curves[dtype].values()) / 1e12)
-        record.update(
-            {f"gemm_{dtype}_n{n}_tflops": _sig(v / 1e12) for n, v in curves[dtype].items()}
-        )
+    curves, record = _peaks(device, kind, quick, data, say)
     say("memory bandwidth")
-    copy = copy_bandwidth(device, quick)
-    stream, row_s, skinny = weight_streaming(device, quick)
-    data["memory_bandwidth_gb_s"] = _sig(max(copy, stream, skinny) / 1e9)
-    bandwidth = data["memory_bandwidth_gb_s"] * 1e9
-    data["memory_efficiency"] = _sig(min(1.0, stream / bandwidth), 3)
-    data["gemv_row_ns"] = _sig(row_s * 1e9, 3)
-    data["gemm_memory_efficiency"] = _sig(min(1.0, skinny / bandwidth), 3)
+    record.update(_memory(device, kind, quick, data))
     say("inference-shaped GEMMs")
     main = "fp32" if kind == "cpu" else "bf16"  # what the device runs models in
     mlp = mlp_gemm_rate(device, quick, main)
-    data["compute_efficiency"] = _sig(min(1.0, mlp / (data[f"{main}_tflops"] * 1e12)), 3)
+    plausible(f"{main} MLP-shaped GEMMs", mlp.value, kind, "flops")
+    peak = max(data[f"{main}_tflops"] * 1e12, mlp.value)  # the best rate reached at all
+    data[f"{main}_tflops"] = _sig(peak / 1e12)
+    data["compute_efficiency"] = _sig(fraction("compute_efficiency", mlp.value / peak), 3)
     say("element-wise kernels")
     vector = vector_rate(device, quick)
-    data["vector_tflops"] = _sig(vector / 1e12)
-    record.update(
-        copy_gb_s=_sig(copy / 1e9),
-        gemv_stream_gb_s=_sig(stream / 1e9),
-        skinny_gemm_stream_gb_s=_sig(skinny / 1e9),
-        **{f"mlp_gemm_{main}_tflops": _sig(mlp / 1e12)},
-    )
+    plausible("element-wise kernels", vector.value, kind, "flops")
+    data["vector_tflops"] = _sig(vector.value / 1e12)
+    record.update(mlp.scaled(1e-12).record(f"mlp_gemm_{main}_tflops"))
+    record.update(vector.scaled(1e-12).record("vector_tflops"))
     say("per-op overhead")
     data["kernel_launch_us"] = _sig(op_overhead(device, quick) * 1e6)
     synchronize(device)
@@ -320,45 +369,58 @@ def calibrate(device: str = "cpu", quick: bool = False, progress: Progress | Non
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "quick": str(quick).lower(),
-        "method": "peaks: best square GEMM 2n^3/t, 2*bytes/t of a copy; efficiencies: "
-        "MLP-shaped GEMMs / peak, GEMV weight streaming (a line through k = 512 and 4096: "
-        "rate and per-row time) and m = 2, 4, 8 products' / copy; vector: element-wise "
-        "kernels, perfest FLOPs / time (rates: fastest of repeats); launch: tiny-model "
-        "forward time / perfest kernel count (median); warm-up excluded",
+        "method": METHOD,
         **record,
     }
     return build(HardwareSpec, data, where="calibration"), curves
 
 
+METHOD = (
+    "peaks: best square GEMM 2n^3/t (or the MLP-shaped rate if higher), 2*bytes/t of a copy; "
+    "efficiencies: MLP-shaped GEMMs / peak, GEMV weight streaming (a line through k = 512 and "
+    "4096: rate and per-row time) and m = 2, 4, 8 products' / bandwidth; vector: element-wise "
+    "kernels, perfest FLOPs / time; launch: tiny-model forward time / perfest kernel count "
+    "(median); each rate sampled until the samples agree within 5 % (5 to 9 samples, 5 to 7 "
+    "quick): the median, with _low/_high the range of the samples; warm-up excluded"
+)
+
+
+def _peaks(device: str, kind: str, quick: bool, data: dict, say: Progress) -> tuple[dict, dict]:
+    """Each dtype's GEMM curve and peak (into `data`); the curves and their record."""
+    curves, record = {}, {}
+    for dtype in DTYPES[kind]:
+        say(f"GEMM {dtype}")
+        curves[dtype] = gemm_curve(device, dtype, quick)
+        best = plausible(f"{dtype} GEMM", max(curves[dtype].values()), kind, "flops")
+        data[f"{dtype}_tflops"] = _sig(best / 1e12)
+        record.update(
+            {f"gemm_{dtype}_n{n}_tflops": _sig(v / 1e12) for n, v in curves[dtype].items()}
+        )
+    return curves, record
+
+
+def _memory(device: str, kind: str, quick: bool, data: dict) -> dict:
+    """Bandwidth, streaming efficiencies and the per-row GEMV time (into `data`); the record.
+    The bandwidth is the fastest of the copy, GEMV and skinny-GEMM rates (a CPU's read-only
+    stream may beat its copy), so both efficiencies lie in (0, 1] by construction."""
+    copy = copy_bandwidth(device, quick)
+    stream, row_s, skinny = weight_streaming(device, quick)
+    for what, reading in (("copy", copy), ("GEMV", stream), ("skinny GEMM", skinny)):
+        plausible(f"{what} bandwidth", reading.value, kind, "bandwidth")
+    best = max((copy, stream, skinny), key=lambda r: r.value)
+    data["memory_bandwidth_gb_s"] = _sig(best.value / 1e9)
+    data["memory_efficiency"] = _sig(fraction("memory_efficiency", stream.value / best.value), 3)
+    data["gemv_row_ns"] = _sig(row_s * 1e9, 3)
+    data["gemm_memory_efficiency"] = _sig(
+        fraction("gemm_memory_efficiency", skinny.value / best.value), 3
+    )
+    return {
+        **best.scaled(1e-9).record("memory_bandwidth_gb_s"),
+        **copy.scaled(1e-9).record("copy_gb_s"),
+        **stream.scaled(1e-9).record("gemv_stream_gb_s"),
+        **skinny.scaled(1e-9).record("skinny_gemm_stream_gb_s"),
+    }
+
+
 def _sig(x: float, digits: int = 4) -> float:
     return float(f"{x:.{digits}g}")
-
-
-def write_spec(spec: HardwareSpec, path: str | Path) -> Path:
-    """Write `spec` as a hardware YAML that `estimate`, `sweep` and `validate` accept."""
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cal = spec.calibration or {}
-    header = (
-        f"# {spec.label}: measured by `perfest calibrate` on {cal.get('host', '?')} at "
-        f"{cal.get('measured_at', '?')} (torch {cal.get('torch', '?')}).\n"
-        "# Peaks: best measured rates; efficiencies: measured fractions of them for\n"
-        "# inference-shaped kernels (see perfest/validate/calibrate.py).\n"
-    )
-    data = spec.model_dump(mode="json", exclude_defaults=True)
-    data.update(
-        compute_efficiency=spec.compute_efficiency, memory_efficiency=spec.memory_efficiency
-    )
-    path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return path
-
-
-def default_spec_path(device: str) -> Path:
-    """Where `validate` keeps the local device's calibration: $PERFEST_HOME, else the user
-    cache ($XDG_CACHE_HOME or ~/.cache)/perfest."""
-    home = os.environ.get("PERFEST_HOME")
-    if home:
-        root = Path(home)
-    else:
-        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "perfest"
-    return root.expanduser() / f"calibrated-{device.replace(':', '')}.yaml"

@@ -33,9 +33,14 @@ DEVICE = click.option(
 @model_option
 @gpu_option(required=False)
 @DEVICE
-@workload_options
+@workload_options(reference=True)
 @click.option("--compile", "compile_", is_flag=True, help="Also time the torch.compile'd model.")
-@click.option("--layers", type=int, default=None, help="Time at most this many blocks, scaled.")
+@click.option(
+    "--layers",
+    type=click.IntRange(1),
+    default=None,
+    help="Time at most this many blocks (at least 1) and scale to all [as many as fit].",
+)
 @click.option("--repeats", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--warmup", type=click.IntRange(0), default=2, show_default=True)
 @output_options
@@ -53,10 +58,12 @@ def validate(
     **kwargs,
 ) -> None:
     """Time prefill and decode of a PyTorch reference of MODEL on this machine and compare with
-    perfest's prediction (default spec: this device, calibrated on first use)."""
+    perfest's prediction (default spec: this device, calibrated on first use, ~25 s)."""
     from perfest.validate.render import render_validation, validation_csv
     from perfest.validate.run import validate as run
 
+    if gpu is None:
+        _announce_calibration(model, device)
     steps = 6 + (2 if compile_ else 0) + (0 if gpu else 1)
     with progress(steps, "validating") as advance:
         result = run(
@@ -79,6 +86,26 @@ def validate(
     )
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def _announce_calibration(model: str, device: str) -> None:
+    """The first validate on a device calibrates it: say so before the wait (after checking
+    the model, the device and where the spec will be written, so nothing fails after it)."""
+    from perfest.catalog import load_model
+    from perfest.validate.calibrate import check_default_spec_path, default_spec_path
+    from perfest.validate.measure import resolve_device
+
+    load_model(model)
+    device = resolve_device(device)
+    if not default_spec_path(device).exists():
+        path = check_default_spec_path(device)
+        click.echo(
+            f"note: no calibrated spec for {device} yet: measuring it first (about 25 s, once; "
+            f"saved to {path})",
+            err=True,
+        )
 
 
 @click.command()
@@ -97,12 +124,15 @@ def calibrate(device: str, output: str | None, quick: bool, as_json: bool) -> No
     """Measure this device's achievable GEMM FLOP/s per dtype, memory bandwidth and per-op
     overhead, and write a hardware YAML that estimate, sweep and validate accept."""
     from perfest.validate.calibrate import calibrate as run
-    from perfest.validate.calibrate import default_spec_path, write_spec
+    from perfest.validate.calibrate import check_default_spec_path, write_spec
     from perfest.validate.render import render_calibration
+    from perfest.validate.robust import check_output
 
+    # where the spec goes is checked first, not after the measuring
+    path = check_output(output) if output else check_default_spec_path(device)
     with progress(8, "calibrating") as advance:
         spec, curves = run(device, quick=quick, progress=advance)
-    path = write_spec(spec, output or default_spec_path(device))
+    path = write_spec(spec, path)
     if as_json:
         from perfest.export import dumps
 

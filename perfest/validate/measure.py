@@ -1,12 +1,16 @@
 """Honest timing (after gpt-fast): warm-up excluded, the device synchronized on both sides of the
-clock, the median of repeats reported.
+clock, the median of repeats reported; and the facts about this machine that measurements
+depend on (its CPU's name, its RAM, its last-level cache).
 """
 
 from __future__ import annotations
 
+import os
+import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from perfest.errors import UnsupportedError
 from perfest.validate import require_torch
@@ -25,6 +29,33 @@ def resolve_device(device: str) -> str:
             )
         return device
     raise UnsupportedError(f"--device: '{device}' is not one of cpu, cuda")
+
+
+def last_level_cache_bytes() -> int:
+    """The largest cache of CPU 0 (Linux sysfs; 0 where unknown)."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    sizes = []
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
+        try:
+            text = path.read_text(encoding="ascii").strip()
+            sizes.append(int(text[:-1]) * units[text[-1]] if text[-1] in units else int(text))
+        except (OSError, ValueError, IndexError):
+            continue
+    return max(sizes, default=0)
+
+
+def _host_memory_gb() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def synchronize(device: str) -> None:

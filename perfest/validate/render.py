@@ -73,8 +73,15 @@ def render_calibration(spec: HardwareSpec, curves: dict, console: Console) -> No
         table.add_row(dtype, *(si(curve[n], "FLOP/s") if n in curve else "–" for n in sizes))
     console.print(table)
     skinny = spec.gemm_memory_efficiency or spec.memory_efficiency
+    cal = spec.calibration or {}
+    spread = ""
+    if "memory_bandwidth_gb_s_low" in cal:
+        spread = (
+            f", samples {cal['memory_bandwidth_gb_s_low']:g}–{cal['memory_bandwidth_gb_s_high']:g}"
+            f" over {cal['memory_bandwidth_gb_s_rounds']} rounds"
+        )
     console.print(
-        f"memory bandwidth {spec.memory_bandwidth_gb_s:g} GB/s (weight streaming "
+        f"memory bandwidth {spec.memory_bandwidth_gb_s:g} GB/s{spread} (weight streaming "
         f"{spec.memory_efficiency:.0%} of it, {spec.gemv_row_ns:g} ns per GEMV row, "
         f"{skinny:.0%} for m ≥ 2); inference-shaped GEMMs {spec.compute_efficiency:.0%}"
         f" of peak; element-wise {si(spec.vector_flops, 'FLOP/s')}; per-op overhead "

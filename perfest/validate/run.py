@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass, field
 from functools import partial
 
 from perfest.catalog import load_hardware, load_model
-from perfest.errors import UnsupportedError
+from perfest.errors import SpecError, UnsupportedError
 from perfest.graph import build_graph
-from perfest.inference import decode_context, estimate, make_workload, prefill_point
+from perfest.inference import decode_context, estimate, for_model, make_workload, prefill_point
 from perfest.layers import Ctx
 from perfest.memory import activation_bytes_per_sequence
 from perfest.parameters import block_params, count_parameters
@@ -66,6 +66,7 @@ class Validation:
     phases: tuple[PhaseCheck, ...]
     flops_match: bool
     notes: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())  # e.g. a phase faster than the spec's peak
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,15 +130,51 @@ def check_workload(w: Workload) -> None:
 
 
 def default_hardware(device: str, progress: Progress) -> HardwareSpec:
-    """The local device's calibrated spec, calibrating it the first time."""
-    from perfest.validate.calibrate import calibrate, default_spec_path, write_spec
+    """The local device's calibrated spec, calibrating it the first time (about 25 s; where it
+    will be written is checked before)."""
+    from perfest.validate.calibrate import (
+        calibrate,
+        check_default_spec_path,
+        default_spec_path,
+        write_spec,
+    )
 
     path = default_spec_path(device)
     if not path.exists():
-        progress(f"calibrating {device} (first run; saved to {path})")
+        path = check_default_spec_path(device)
+        progress(f"calibrating {device} (first run, about 25 s; saved to {path})")
         spec, _ = calibrate(device)
         write_spec(spec, path)
-    return load_hardware(str(path))
+    return load_hardware(path)
+
+
+def above_peak(phases: tuple[PhaseCheck, ...], hw: HardwareSpec, dtype: str) -> tuple[str, ...]:
+    """A measured phase that moved more bytes per second than the spec's bandwidth, or did more
+    FLOP/s than its peak, proves the spec wrong (a calibration that under-measured): say so."""
+    out = []
+    for p in phases:
+        for what, achieved, peak, field_ in (
+            ("bandwidth", p.achieved_bytes_s, hw.memory_bandwidth, "memory_bandwidth_gb_s"),
+            ("FLOP/s", p.achieved_flops_s, hw.peak_flops(dtype), f"{dtype} peak"),
+        ):
+            if achieved > peak:
+                out.append(
+                    f"{p.phase} ({p.mode}) measured {achieved / peak:.0%} of {hw.name}'s peak "
+                    f"{what}: the spec's {field_} is below what this machine did; recalibrate "
+                    "(perfest calibrate) or check the spec"
+                )
+    return tuple(out)
+
+
+def _compile(module):
+    """torch.compile, with the recompile limit raised: the reference's KV-cache length changes
+    between passes, and the default limit (8) floods stderr with warnings, then stops compiling."""
+    torch = require_torch()
+    config = torch._dynamo.config
+    for name in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit"):
+        if hasattr(config, name):
+            setattr(config, name, max(getattr(config, name), 256))
+    return torch.compile(module)
 
 
 def _phase_inputs(net, w: Workload, phase: str, device: str):
@@ -216,9 +253,11 @@ def validate(
 
     say = progress or (lambda _msg: None)
     m = load_model(model)
+    if layers is not None and (type(layers) is not int or layers < 1):  # a bool is not a count
+        raise SpecError(f"layers: {layers!r} must be a whole number of blocks, at least 1")
     if workload is None and fields.get("dtype") is None:  # what each device runs natively
         fields["dtype"] = "fp32" if device == "cpu" else "bf16"
-    w = make_workload(workload, **fields)
+    w = for_model(m, make_workload(workload, **fields))
     check_workload(w)
     torch_dtype(w.dtype)
     device = resolve_device(device)
@@ -234,7 +273,7 @@ def validate(
     net = build_reference(m, w.dtype, device, layers=k, attention=w.attention)
     modes = [("eager", net)]
     if compile:
-        modes.append(("compiled", torch.compile(net)))
+        modes.append(("compiled", _compile(net)))
     phases = []
     for phase, predicted in (("prefill", est.prefill), ("decode", est.decode)):
         run_pass = _phase_inputs(net, w, phase, device)
@@ -259,6 +298,7 @@ def validate(
         phases=tuple(phases),
         flops_match=flops_match,
         notes=tuple(notes),
+        warnings=above_peak(tuple(phases), hw, w.dtype),
     )
 
 

@@ -88,11 +88,12 @@ def test_experts_touched_override_applies_to_decode(ctx, moe):
 
 def test_a_fractional_expert_product_pays_whole_tiles(moe, device, ctx):
     # m_e = 12/6.576171875 ≈ 1.82 rows per expert → one 16-row tile (Tm = 16) per expert and
-    # one 128-column tile (i_e = 32): 2·k·Tm·Tn per tile = 2·64·16·128 = 262,144 FLOPs, times
-    # e_t = 6.576171875 products = 1,723,904 padded FLOPs at 100 TFLOP/s = 17.24 ns
+    # one 64-column tile (i_e = 32; the narrowest column tile, the cheapest shape): 2·k·Tm·Tn
+    # per tile = 2·64·16·64 = 131,072 FLOPs, times e_t = 6.576171875 products = 861,952
+    # padded FLOPs at 100 TFLOP/s = 8.62 ns
     o, _ = ops(ctx, moe)
     row = time_op(o["expert_gate"], rates(device, Workload()), Point(2, 3, 5, 1))
-    assert row.t_compute == pytest.approx(1_723_904 / 100e12)
+    assert row.t_compute == pytest.approx(861_952 / 100e12)
 
 
 def test_expert_parallelism_holds_E_over_ep_experts(ctx, moe):
