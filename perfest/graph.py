@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from perfest.layers import Ctx, decoder_block
 from perfest.layers.embedding import embedding_ops, head_ops, token_table
 from perfest.ops import Op, Role, Tensor
-from perfest.symbols import b, s, t
+from perfest.symbols import b, t
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,7 @@ class Graph:
 def build_graph(ctx: Ctx) -> Graph:
     """The segments of `ctx.model` (a decoder-only transformer)."""
     tokens = token_table(ctx)
-    x = ctx.act("x", b * s, ctx.h)  # the residual stream
+    x = ctx.act("x", ctx.rows, ctx.h)  # the residual stream
     return Graph(
         (
             Segment("embedding", tuple(embedding_ops(ctx, tokens, x)), 1),

@@ -18,18 +18,41 @@ s×t scores and probabilities stay on chip: one kernel reads Q, K, V and writes 
 Without it (eager), scores and probabilities round-trip through memory in three kernels.
 Grouped-query attention: each k/v head serves n_h/n_kv query heads, so K and V are read once
 per kv head (b·n_kv distinct operands) while the products run b·n_h times.
+
+Training (ctx.training): no KV cache: K and V are activations of the pass, and with context
+parallelism (cp > 1) each device's s = S/cp queries attend to the t = S keys gathered from the
+ring of cp devices (`kv_allgather`: the ring exchange moves the same (cp − 1)/cp of K and V).
+What backward needs (`saves`): eager attention keeps q, k, v and the s×t probabilities (the
+products' operands); flash attention keeps q, k, v, its output and the fp32 log-sum-exp of each
+score row (b·n_h·s), and recomputes the scores in backward (FlashAttention-2, Dao 2023).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from perfest.layers.context import Ctx
-from perfest.ops import Group, Op, Tensor, elementwise, matmul, read
+from perfest.ops import (
+    Access,
+    Axis,
+    CollectiveKind,
+    Fn,
+    Group,
+    Op,
+    Tensor,
+    collective,
+    elementwise,
+    matmul,
+    read,
+)
 from perfest.symbols import b, mul, s, t
 
 #: RoPE: x·cos + rotate(x)·sin → 2 multiplies and 1 add per rotated element.
 ROPE_FLOPS_PER_ELEMENT = 3
 #: Softmax: max, subtract, exp, sum, divide per score.
 SOFTMAX_FLOPS_PER_ELEMENT = 5
+#: Dropout: compare a random number with p, scale the kept values (Srivastava et al. 2014).
+DROPOUT_FLOPS_PER_ELEMENT = 2
 
 
 def attention_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
@@ -63,22 +86,27 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
                 ROPE_FLOPS_PER_ELEMENT,
                 reads=(read(qkv, rotated), read(cos_sin)),  # x, cos/sin table [s, d_rope]
                 writes=(read(qkv, rotated),),
+                fn=Fn.ROPE,
             )
         )
-    cache = ctx.kv_cache("attn.kv_cache", b, t, 2 * n_kv * d)  # K and V of t tokens
-    kv_new = b * s * 2 * n_kv * d  # this pass's k and v, appended to the cache
-    ops.append(
-        elementwise(
-            "kv_cache_write",
-            Group.ATTENTION,
-            kv_new,
-            0,
-            reads=(read(qkv, kv_new),),
-            writes=(read(cache, kv_new),),
-        )
-    )
     out = ctx.act("attn.out", b * s, n_h * d)
-    ops += _core(ctx, qkv, cache, out)
+    if ctx.training:
+        ops += _training_core(ctx, qkv, out)
+    else:
+        cache = ctx.kv_cache("attn.kv_cache", b, t, 2 * n_kv * d)  # K and V of t tokens
+        kv_new = b * s * 2 * n_kv * d  # this pass's k and v, appended to the cache
+        ops.append(
+            elementwise(
+                "kv_cache_write",
+                Group.ATTENTION,
+                kv_new,
+                0,
+                reads=(read(qkv, kv_new),),
+                writes=(read(cache, kv_new),),
+                fn=Fn.COPY,
+            )
+        )
+        ops += _core(ctx, qkv, cache, cache, out)
     # [b·s, n_h·d] @ [n_h·d, h]
     ops.append(
         matmul(
@@ -96,19 +124,48 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
     return ops
 
 
-def _core(ctx: Ctx, q: Tensor, cache: Tensor, out: Tensor) -> list[Op]:
-    """softmax(q·kᵀ/√d)·v over the cache's t keys."""
+def _training_core(ctx: Ctx, qkv: Tensor, out: Tensor) -> list[Op]:
+    """The core without a KV cache; with cp > 1, K and V gathered over the context ring."""
+    d, n_h, n_kv = ctx.d, ctx.n_h, ctx.n_kv
+    k, v = (ctx.act(f"attn.{name}", b, t, n_kv * d) for name in ("k", "v"))
+    ops = []
+    if ctx.cp > 1:  # the ring brings the other cp − 1 chunks of K and V
+        kv = ctx.act("attn.kv", b, t, 2 * n_kv * d)
+        ops.append(collective("kv_allgather", CollectiveKind.ALL_GATHER, Axis.CP, ctx.cp, kv))
+    core = _core(ctx, qkv, k, v, out)
+    if not ctx.flash:
+        return ops + core
+    # flash keeps this device's q, k, v, the output and the log-sum-exp of each score row
+    scores, softmax, values = core
+    local = b * s * n_kv * d
+    lse = ctx.stat("attn.lse", b * n_h, s)
+    qkv_saves = (Access(qkv, b * s * n_h * d), Access(k, local), Access(v, local))
+    return [
+        *ops,
+        replace(scores, saves=qkv_saves),
+        softmax,
+        replace(values, saves=(read(out), read(lse))),
+    ]
+
+
+def _core(ctx: Ctx, q: Tensor, k: Tensor, v: Tensor, out: Tensor) -> list[Op]:
+    """softmax(q·kᵀ/√d)·v over t keys (k, v: the KV cache in inference)."""
     d, n_h, n_kv = ctx.d, ctx.n_h, ctx.n_kv
     eager = not ctx.flash
     scores = ctx.act("attn.scores", b * n_h, s, t)  # [b·n_h, s, t], on chip with flash
     n_scores = b * n_h * s * t
+    probs = scores
+    dropout = []
+    if eager and ctx.dropout:  # dropout on the probabilities (kept, and its mask, for backward)
+        probs = ctx.act("attn.probs", b * n_h, s, t)
+        dropout = [dropout_op("attn_dropout", Group.ATTENTION, ctx, scores, probs, n_scores)]
     return [
         # [s, d] @ [d, t] per (sequence, head): q·kᵀ
         matmul(
             "attn_scores",
             Group.ATTENTION,
             q,
-            cache,
+            k,
             scores,
             m=s,
             k=d,
@@ -125,13 +182,16 @@ def _core(ctx: Ctx, q: Tensor, cache: Tensor, out: Tensor) -> list[Op]:
             reads=(read(scores, n_scores),) if eager else (),
             writes=(read(scores, n_scores),) if eager else (),
             kernels=1 if eager else 0,
+            fn=Fn.SOFTMAX,
+            saves=(read(scores, n_scores),) if eager else (),  # backward needs the output
         ),
+        *dropout,
         # [s, t] @ [t, d] per (sequence, head): probabilities · v
         matmul(
             "attn_values",
             Group.ATTENTION,
-            scores,
-            cache,
+            probs,
+            v,
             out,
             m=s,
             k=t,
@@ -142,6 +202,21 @@ def _core(ctx: Ctx, q: Tensor, cache: Tensor, out: Tensor) -> list[Op]:
             kernels=1 if eager else 0,
         ),
     ]
+
+
+def dropout_op(name: str, group: Group, ctx: Ctx, x: Tensor, y: Tensor, n) -> Op:
+    """y = x·mask/(1 − p) over n elements; the one-byte mask is kept for backward."""
+    mask = ctx.mask(f"{name}.mask", n)
+    return elementwise(
+        name,
+        group,
+        n,
+        DROPOUT_FLOPS_PER_ELEMENT,
+        reads=(read(x, n),),
+        writes=(read(y, n), read(mask)),
+        fn=Fn.DROPOUT,
+        saves=(read(mask),),
+    )
 
 
 def kv_elements_per_token(ctx: Ctx) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from perfest.ops import Role, Tensor
 from perfest.sharding import Layout, Shard, shard
 from perfest.specs import DTYPE_BYTES, SCALE_BYTES_PER_WEIGHT, ModelConfig, Workload
-from perfest.symbols import Expr, Sym, expr
+from perfest.symbols import Expr, Sym, b, expr, mul, s
 
 #: Bytes per element of a token id (int64, as PyTorch embeds them).
 TOKEN_ID_BYTES = 8.0
@@ -62,6 +62,14 @@ class Ctx:
     shard: Shard
     dt: Dtypes
     flash: bool = True
+    # --- Training (perfest.training) -----------------------------------------------------
+    # training: no KV cache (keys and values are activations of the pass), the LM head feeds
+    # the loss over all positions (no logits all-gather), and tensor-parallel regions are
+    # entered explicitly (Megatron's copy / all-gather), so their backward can be derived.
+    training: bool = False
+    sequence_parallel: bool = False  # norms, residuals, dropout on b·s/tp rows (Korthikanti)
+    cp: int = 1  # context parallelism: this device's queries attend to keys gathered over cp
+    dropout: bool = False  # dropout after attention probabilities and each sub-block
 
     @classmethod
     def of(cls, model: ModelConfig, w: Workload) -> Ctx:
@@ -96,6 +104,14 @@ class Ctx:
     def d_rope(self) -> Sym:
         return Sym("d_rope", self.model.rope_dim)
 
+    @property
+    def rows(self) -> Expr:
+        """Rows of the residual stream on this device: b·s, or b·s/tp with sequence
+        parallelism (each device holds its share of the sequence between the TP regions)."""
+        if self.sequence_parallel and self.shard.split:
+            return mul(b, s, Sym("1/tp", 1 / self.shard.tp))
+        return mul(b, s)
+
     # Tensors.
     def act(self, name: str, *shape: Expr | int) -> Tensor:
         """An activation in the compute dtype."""
@@ -112,6 +128,14 @@ class Ctx:
     def bias(self, name: str, *shape: Expr | int) -> Tensor:
         """A bias, added in the matmul's epilogue in the activation dtype."""
         return Tensor(name, Role.WEIGHT, _shape(shape), self.dt.act, self.dt.act_size)
+
+    def stat(self, name: str, *shape: Expr | int) -> Tensor:
+        """Per-row statistics a kernel keeps for its backward (mean, 1/σ, log-sum-exp): fp32."""
+        return Tensor(name, Role.ACTIVATION, _shape(shape), "fp32", 4.0)
+
+    def mask(self, name: str, *shape: Expr | int) -> Tensor:
+        """A dropout mask, one byte per element (PyTorch keeps it as bool/uint8)."""
+        return Tensor(name, Role.ACTIVATION, _shape(shape), "uint8", 1.0)
 
     def kv_cache(self, name: str, *shape: Expr | int) -> Tensor:
         return Tensor(name, Role.KV_CACHE, _shape(shape), self.dt.kv, self.dt.kv_size)
