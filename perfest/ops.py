@@ -42,6 +42,7 @@ class Group(StrEnum):
     RESIDUAL = "residual"
     LM_HEAD = "lm_head"
     COMM = "comm"
+    OPTIMIZER = "optimizer"
 
 
 class Fn(StrEnum):

@@ -1,0 +1,107 @@
+"""Memory per device during a training step: each term, the total against capacity, the fit.
+
+With Ψ parameters on the device's pipeline stage (already split by tensor parallelism) and
+D = dp·cp ranks holding the same weights (context parallelism replicates weights like data
+parallelism, and Megatron-LM shards its distributed optimizer over both):
+
+    weights      Ψ · storage bytes; ZeRO-3: Ψ/D, plus `gathered`: the full parameters of two
+                 units (the one computing and the one prefetched) and one unit's gradients
+                 before they are reduce-scattered
+    gradients    Ψ · gradient bytes (fp32 under mixed precision); ZeRO-2 and 3: Ψ/D
+    master       Ψ · 4 under mixed precision (fp32 master weights); ZeRO ≥ 1: Ψ/D
+    optimizer    Ψ · 4 · states (Adam 2, momentum 1, SGD 0); ZeRO ≥ 1: Ψ/D
+    activations  what the forward ops save for backward (`Op.saves`, each tensor once) for one
+                 micro-batch, for the stage's parts, times the micro-batches in flight: the
+                 1F1B schedule keeps min(m, pp − i) on stage i (the first stage the most), the
+                 interleaved schedule (1 + (pp − 1)/(pp·v)) times as many (Korthikanti et al.
+                 2022, §4.2.3). Recompute: selective drops what the attention core saves and
+                 produces itself (scores, probabilities, dropout masks, flash's log-sum-exp);
+                 full keeps each layer's input only — and, while a layer is recomputed, its
+                 whole set once more (`working`)
+    logits       the last stage's logits (storage dtype) and the loss's fp32 probabilities,
+                 one micro-batch (the last stage runs each micro-batch's backward at once)
+
+This is the ZeRO paper's accounting (Rajbhandari et al. 2020, §3, Table 1): with 16-bit
+gradients and Adam (K = 12 bytes of master weights and states per parameter), 2Ψ + 2Ψ + KΨ
+per replica; ZeRO-1 2Ψ + 2Ψ + KΨ/D; ZeRO-2 2Ψ + (2 + K)Ψ/D; ZeRO-3 (4 + K)Ψ/D.
+Framework overheads (CUDA context, NCCL buffers, allocator fragmentation) are not included.
+"""
+
+from __future__ import annotations
+
+from math import floor
+from typing import NamedTuple
+
+from perfest.ops import Fn, Tensor
+from perfest.training.step import Part
+
+
+class PartMemory(NamedTuple):
+    """One part, one micro-batch: bytes kept for backward, the extra live while it is
+    recomputed, and (head) the logits and the loss's probabilities."""
+
+    kept: float
+    working: float
+    logits: float
+
+
+def _saved(pairs, env: dict) -> dict[Tensor, float]:
+    """Each saved tensor once, at the most bytes any op keeps of it."""
+    out: dict[Tensor, float] = {}
+    for tensor, access in pairs:
+        nbytes = access.nbytes.value(env)
+        if nbytes > out.get(tensor, 0.0):
+            out[tensor] = nbytes
+    return out
+
+
+def part_memory(part: Part, recompute: str, env: dict) -> PartMemory:
+    """What `part` keeps for backward at `env` (b, s, t, s_logits) under `recompute`."""
+    loss = [op for op in part.forward if op.fn is Fn.LOSS]
+    logits = sum(op.reads[0].nbytes.value(env) + sum(a.nbytes.value(env) for a in op.saves)
+                 for op in loss)  # fmt: skip
+    ops = [op for op in part.forward if op.fn is not Fn.LOSS]
+    every = _saved(((a.tensor, a) for op in ops for a in op.saves), env)
+    total = sum(every.values())
+    if recompute == "full" and part.checkpoint is not None:
+        kept = part.checkpoint.nbytes.value(env)
+        return PartMemory(kept, total, logits)
+    if recompute == "selective" and part.core:
+        made = {a.tensor for op in part.core for a in op.writes}
+        dropped = {t for op in part.core for a in op.saves if (t := a.tensor) in made}
+        kept = sum(v for t, v in every.items() if t not in dropped)
+        return PartMemory(kept, total - kept, logits)
+    return PartMemory(total, 0.0, logits)
+
+
+class StageMemory(NamedTuple):
+    """Per-device bytes of one pipeline stage (perfest.training.results renders them)."""
+
+    weights: float
+    gathered: float
+    gradients: float
+    master: float
+    optimizer: float
+    activations: float
+    logits: float
+
+    @property
+    def total(self) -> float:
+        return sum(self)
+
+
+def in_flight(m: int, pp: int, stage: int, v: int) -> float:
+    """Micro-batches whose activations stage `stage` holds at its peak (1F1B; interleaved)."""
+    held = min(m, pp - stage)
+    return held * (1 + (pp - 1) / (pp * v)) if v > 1 else held
+
+
+def fits(total: float, capacity: float) -> bool:
+    return total <= capacity
+
+
+def largest_micro_batch(fixed: float, per_sequence: float, capacity: float) -> int:
+    """The largest micro-batch whose memory fits: fixed + b·per_sequence ≤ capacity."""
+    if per_sequence <= 0:
+        return 0
+    return max(0, floor((capacity - fixed) / per_sequence))
