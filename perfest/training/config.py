@@ -24,8 +24,8 @@ from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from perfest.errors import SpecError
-from perfest.specs import DTYPE_BYTES, HardwareSpec, ModelConfig, first_error
+from perfest.errors import SpecError, UnsupportedError
+from perfest.specs import HardwareSpec, ModelConfig, first_error
 
 TRAIN_DTYPES = ("bf16", "fp16", "fp8", "fp32")
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw", "lion")
@@ -129,6 +129,7 @@ def resolve(model: ModelConfig, hw: HardwareSpec, c: TrainConfig) -> StepLayout:
                 f"not the {c.gpus} GPUs"
             )
     check_model_split(model, c.tp, c.pp, c.cp, c.interleave, c.seq_len)
+    check_network(hw, c.gpus)
     if c.cp > 1 and c.attention == "eager":
         raise SpecError("cp: context parallelism runs flash attention (use --attention flash)")
     per_step = c.micro_batch * dp
@@ -164,5 +165,13 @@ def check_model_split(model: ModelConfig, tp: int, pp: int, cp: int, v: int, seq
         raise SpecError(f"cp: {cp} does not divide the sequence length {seq}")
 
 
-def bytes_of(dtype: str) -> float:
-    return DTYPE_BYTES[dtype]
+def check_network(hw: HardwareSpec, gpus: int) -> None:
+    """More than one device needs a link between them; more than a node, a network."""
+    if gpus > 1 and hw.interconnect_bandwidth <= 0:
+        raise UnsupportedError(f"gpus: {hw.name} has no interconnect bandwidth in its spec")
+    per_node = hw.devices_per_node
+    if per_node is not None and gpus > per_node and hw.network_bandwidth <= 0:
+        raise UnsupportedError(
+            f"gpus: {gpus} devices span more than one {per_node}-device node of {hw.name}, "
+            "whose spec has no network between nodes"
+        )

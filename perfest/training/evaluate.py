@@ -209,9 +209,10 @@ def stage_memory(c: Compiled, mb: MicroBatch, lay: StepLayout, i: int, counts, p
     z = lay.zero
     weights = params * c.storage_bytes / (d if z == 3 else 1)
     gathered = 0.0
-    if z == 3 and d > 1:
-        biggest = max(u.parameters for u in units)
-        gathered = biggest * (2 * c.storage_bytes + c.grad_bytes)
+    if z == 3 and d > 1:  # the unit computing and the one prefetched, whole
+        sizes = [u.parameters for u in units for _ in range(min(u.count, 2))]
+        pairs = [a + b for a, b in zip(sizes, sizes[1:], strict=False)] or sizes
+        gathered = max(pairs) * c.storage_bytes
     grads = params * c.grad_bytes / (d if z >= 2 else 1)
     master = params * c.master_bytes / (d if z >= 1 else 1)
     states = params * c.state_bytes / (d if z >= 1 else 1)

@@ -4,9 +4,10 @@ With Ψ parameters on the device's pipeline stage (already split by tensor paral
 D = dp·cp ranks holding the same weights (context parallelism replicates weights like data
 parallelism, and Megatron-LM shards its distributed optimizer over both):
 
-    weights      Ψ · storage bytes; ZeRO-3: Ψ/D, plus `gathered`: the full parameters of two
-                 units (the one computing and the one prefetched) and one unit's gradients
-                 before they are reduce-scattered
+    weights      Ψ · storage bytes; ZeRO-3: Ψ/D, plus `gathered`: the whole parameters of two
+                 neighbouring units (the one computing and the one prefetched; a unit is a
+                 layer, the embedding or the head). Gradients in flight to their reduction
+                 (a bucket, or a ZeRO-3 unit's) are transient and not counted, at any stage
     gradients    Ψ · gradient bytes (fp32 under mixed precision); ZeRO-2 and 3: Ψ/D
     master       Ψ · 4 under mixed precision (fp32 master weights); ZeRO ≥ 1: Ψ/D
     optimizer    Ψ · 4 · states (Adam 2, momentum 1, SGD 0); ZeRO ≥ 1: Ψ/D
