@@ -110,7 +110,7 @@ def hardware_flops_per_step(n: StepNumbers, mb: MicroBatch, lay: StepLayout) -> 
             rec = recompute_of(t, lay.recompute) if kind is LAYER else None
             per = t.forward.totals.matmul_flops + t.backward.totals.matmul_flops
             per += rec.totals.matmul_flops if rec is not None else 0.0
-            total += count * per
+            total += stage.copies * count * per
     return total * devices * lay.micro_batches
 
 

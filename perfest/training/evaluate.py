@@ -39,7 +39,6 @@ from perfest.training.parallel import (
     Unit,
     collective_s,
     gradient_reduction,
-    pipeline,
     pipeline_send_s,
     weight_gather,
     zero3,
@@ -121,9 +120,12 @@ def stage_layers(L: int, pp: int) -> list[int]:
 
 
 class Stage(NamedTuple):
-    """One pipeline stage of a layout, per micro-batch and per step."""
+    """A pipeline stage of a layout, per micro-batch and per step; `copies` stages run the
+    same parts (the middle stages), of which this is the first (the one holding the most
+    micro-batches in flight)."""
 
     index: int
+    copies: int
     counts: tuple[tuple[PartKind, int], ...]  # the parts it runs, with their count
     time_s: float  # per micro-batch: forward, backward, recompute, sends, ZeRO-3
     sends_s: float
@@ -138,7 +140,7 @@ class StepNumbers(NamedTuple):
     steady_s: float
     bubble_s: float
     tail_s: float
-    stages: tuple[Stage, ...]
+    stages: tuple[Stage, ...]  # one per kind of stage (first, middle, last)
     critical: int  # the stage with the longest time per micro-batch
     finishing: int  # the stage whose end-of-step work is longest
     tied: float
@@ -149,7 +151,7 @@ class StepNumbers(NamedTuple):
 
 def step(c: Compiled, mb: MicroBatch, lay: StepLayout, links: Links) -> StepNumbers:
     """The step of layout `lay` (module docstring)."""
-    L, pp, v, m = c.model.L, lay.pp, lay.interleave, lay.micro_batches
+    pp, v, m = lay.pp, lay.interleave, lay.micro_batches
     d = lay.dp * lay.cp
     times = mb.times
     rec = recompute_of(times[LAYER], lay.recompute)
@@ -157,28 +159,34 @@ def step(c: Compiled, mb: MicroBatch, lay: StepLayout, links: Links) -> StepNumb
     per_layer += rec.time_s if rec is not None else 0.0
     send_bytes = mb.point.b * mb.point.s * c.model.h * c.storage_bytes
     sends = 2 * v * pipeline_send_s(send_bytes, lay.tp, lay.sequence_parallel, links)
-    stages = []
-    for i, n in enumerate(stage_layers(L, pp)):
+    kinds: dict[tuple, list[int]] = {}
+    for i, n in enumerate(stage_layers(c.model.L, pp)):
         counts = ((EMB, 1),) if i == 0 else ()
         counts += ((LAYER, n),)
         counts += ((HEAD, 1),) if i == pp - 1 else ()
-        stages.append(_stage(c, mb, lay, links, i, counts, per_layer, sends, d, m))
-    sched = pipeline([s.time_s for s in stages], m, v)
+        kinds.setdefault(counts, []).append(i)
+    stages = tuple(
+        _stage(c, mb, lay, links, idx[0], len(idx), counts, per_layer, sends, d, m)
+        for counts, idx in kinds.items()
+    )
+    slowest = max(s.time_s for s in stages)
+    steady = m * slowest
+    bubble = (sum(s.copies * s.time_s for s in stages) - slowest) / v
     ends = [s.tail[0].exposed_s + s.tail[1].exposed_s + s.tail[2] for s in stages]
-    finishing = max(range(pp), key=ends.__getitem__)
+    finishing = max(range(len(stages)), key=ends.__getitem__)
     tied = 0.0
     if pp > 1 and c.shared:
         tied = collective_s(CollectiveKind.ALL_REDUCE, 2, c.shared * c.grad_bytes, links.ends)
     norm = links.world.latency_s if links.world is not None else 0.0
     tail = ends[finishing] + tied + norm
-    critical = max(range(pp), key=lambda i: stages[i].time_s)
-    worst = max(range(pp), key=lambda i: stages[i].memory.total)
-    return StepNumbers(sched.steady_s + sched.bubble_s + tail, sched.steady_s, sched.bubble_s,
-                       tail, tuple(stages), critical, finishing, tied, norm,
-                       stages[worst].memory, worst)  # fmt: skip
+    critical = max(range(len(stages)), key=lambda i: stages[i].time_s)
+    worst = max(range(len(stages)), key=lambda i: stages[i].memory.total)
+    memory = stages[worst]
+    return StepNumbers(steady + bubble + tail, steady, bubble, tail, stages, critical,
+                       finishing, tied, norm, memory.memory, memory.index)  # fmt: skip
 
 
-def _stage(c, mb, lay, links, i, counts, per_layer, sends, d, m) -> Stage:
+def _stage(c, mb, lay, links, i, copies, counts, per_layer, sends, d, m) -> Stage:
     times = mb.times
     t = sends
     params = 0.0
@@ -200,7 +208,7 @@ def _stage(c, mb, lay, links, i, counts, per_layer, sends, d, m) -> Stage:
     shard = params / d if lay.zero >= 1 else params
     optimizer = c.costs[lay.zero >= 1].time_s(grads, shard)
     memory = stage_memory(c, mb, lay, i, counts, params, units, d, m)
-    return Stage(i, counts, t, sends, z, params, (reduce, gather, optimizer), memory)
+    return Stage(i, copies, counts, t, sends, z, params, (reduce, gather, optimizer), memory)
 
 
 def stage_memory(c: Compiled, mb: MicroBatch, lay: StepLayout, i: int, counts, params: float,

@@ -34,6 +34,7 @@ from math import floor
 from typing import NamedTuple
 
 from perfest.ops import Fn, Tensor
+from perfest.symbols import Poly
 from perfest.training.step import Part
 
 
@@ -46,31 +47,64 @@ class PartMemory(NamedTuple):
     logits: float
 
 
-def _saved(pairs, env: dict) -> dict[Tensor, float]:
-    """Each saved tensor once, at the most bytes any op keeps of it."""
-    out: dict[Tensor, float] = {}
-    for tensor, access in pairs:
-        nbytes = access.nbytes.value(env)
-        if nbytes > out.get(tensor, 0.0):
-            out[tensor] = nbytes
-    return out
+class _Saves(NamedTuple):
+    """A part's saves prepared once: each saved tensor numbered, its bytes as a polynomial."""
+
+    part: Part
+    every: tuple[tuple[int, Poly], ...]
+    core: frozenset[int]  # tensors the attention core writes and saves (selective drops them)
+    checkpoint: Poly | None
+    logits: tuple[Poly, ...]
+
+
+_PREPARED: dict[int, _Saves] = {}
+
+
+def _prepare(part: Part) -> _Saves:
+    entry = _PREPARED.get(id(part))
+    if entry is not None and entry.part is part:
+        return entry
+    keys: dict[Tensor, int] = {}
+    every = []
+    logits = []
+    for op in part.forward:
+        if op.fn is Fn.LOSS:  # the logits and the loss's probabilities
+            logits += [op.reads[0].nbytes.poly(), *(a.nbytes.poly() for a in op.saves)]
+            continue
+        for a in op.saves:
+            every.append((keys.setdefault(a.tensor, len(keys)), a.nbytes.poly()))
+    made = {a.tensor for op in part.core for a in op.writes}
+    core = frozenset(keys[a.tensor] for op in part.core for a in op.saves if a.tensor in made)
+    checkpoint = part.checkpoint.nbytes.poly() if part.checkpoint is not None else None
+    entry = _Saves(part, tuple(every), core, checkpoint, tuple(logits))
+    _PREPARED[id(part)] = entry
+    return entry
+
+
+def _value(poly: Poly, env: dict) -> float:
+    total = 0.0
+    for mono, coef in poly.items():
+        for name in mono:
+            coef *= env[name]
+        total += coef
+    return total
 
 
 def part_memory(part: Part, recompute: str, env: dict) -> PartMemory:
-    """What `part` keeps for backward at `env` (b, s, t, s_logits) under `recompute`."""
-    loss = [op for op in part.forward if op.fn is Fn.LOSS]
-    logits = sum(op.reads[0].nbytes.value(env) + sum(a.nbytes.value(env) for a in op.saves)
-                 for op in loss)  # fmt: skip
-    ops = [op for op in part.forward if op.fn is not Fn.LOSS]
-    every = _saved(((a.tensor, a) for op in ops for a in op.saves), env)
+    """What `part` keeps for backward at `env` (b, s, t, s_logits) under `recompute`: each
+    saved tensor once, at the most bytes any op keeps of it."""
+    prep = _prepare(part)
+    logits = sum(_value(p, env) for p in prep.logits)
+    every: dict[int, float] = {}
+    for key, poly in prep.every:
+        value = _value(poly, env)
+        if value > every.get(key, 0.0):
+            every[key] = value
     total = sum(every.values())
-    if recompute == "full" and part.checkpoint is not None:
-        kept = part.checkpoint.nbytes.value(env)
-        return PartMemory(kept, total, logits)
+    if recompute == "full" and prep.checkpoint is not None:
+        return PartMemory(_value(prep.checkpoint, env), total, logits)
     if recompute == "selective" and part.core:
-        made = {a.tensor for op in part.core for a in op.writes}
-        dropped = {t for op in part.core for a in op.saves if (t := a.tensor) in made}
-        kept = sum(v for t, v in every.items() if t not in dropped)
+        kept = sum(v for k, v in every.items() if k not in prep.core)
         return PartMemory(kept, total - kept, logits)
     return PartMemory(total, 0.0, logits)
 

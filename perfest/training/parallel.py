@@ -137,26 +137,35 @@ class Unit(NamedTuple):
 def zero3(units: list[Unit], weight_bytes: float, grad_bytes: float, d: int,
           lk: Link | None) -> Comm:  # fmt: skip
     """One micro-batch's ZeRO-3 traffic on a stage: gather every unit's weights for forward and
-    for backward, reduce-scatter its gradients; each prefetched one unit ahead."""
+    for backward, reduce-scatter its gradients; each prefetched one unit ahead. Units in
+    forward order k = 0 … n − 1 (runs of identical units are summed in closed form):
+
+        forward   ag_0 + Σ_k max(0, ag_k+1 − f_k)
+        backward  ag_n−1 + rs_0 + Σ_k max(0, ag_k−1 + rs_k+1 − b_k)
+    """
     if lk is None:
         return Comm(0.0, 0.0)
-    flat = []  # (gather, reduce-scatter, forward, backward) of each unit, in forward order
+    runs = []  # (count, gather, reduce-scatter, forward, backward)
     for u in units:
-        ag = collective_s(CollectiveKind.ALL_GATHER, d, u.parameters * weight_bytes, lk)
-        rs = collective_s(CollectiveKind.REDUCE_SCATTER, d, u.parameters * grad_bytes, lk)
-        flat += [(ag, rs, u.forward_s, u.backward_s)] * u.count
-    if not flat:
+        if u.count:
+            ag = collective_s(CollectiveKind.ALL_GATHER, d, u.parameters * weight_bytes, lk)
+            rs = collective_s(CollectiveKind.REDUCE_SCATTER, d, u.parameters * grad_bytes, lk)
+            runs.append((u.count, ag, rs, u.forward_s, u.backward_s))
+    if not runs:
         return Comm(0.0, 0.0)
-    total = sum(2 * ag + rs for ag, rs, _, _ in flat)
-    n = len(flat)
-    # forward: the first gather waits; unit j+1's gather runs while unit j computes
-    exposed = flat[0][0] + sum(max(0.0, flat[j + 1][0] - flat[j][2]) for j in range(n - 1))
-    # backward, last unit first: its gather waits; while unit k computes, unit k−1 is
-    # gathered and unit k+1's gradients reduce-scattered; the first unit's reduction waits
-    exposed += flat[-1][0] + flat[0][1]
-    for k in range(n):
-        comm = (flat[k - 1][0] if k > 0 else 0.0) + (flat[k + 1][1] if k + 1 < n else 0.0)
-        exposed += max(0.0, comm - flat[k][3])
+    total = sum(c * (2 * ag + rs) for c, ag, rs, _, _ in runs)
+    last = len(runs) - 1
+    exposed = runs[0][1] + runs[-1][1] + runs[0][2]
+    for r, (c, ag, rs, f, b) in enumerate(runs):
+        before = runs[r - 1][1] if r > 0 else 0.0  # the gather of the unit before this run
+        after = runs[r + 1][2] if r < last else 0.0  # the reduction of the unit after it
+        exposed += (c - 1) * max(0.0, ag - f)
+        exposed += max(0.0, runs[r + 1][1] - f) if r < last else 0.0
+        if c == 1:
+            exposed += max(0.0, before + after - b)
+        else:
+            exposed += max(0.0, before + rs - b) + max(0.0, ag + after - b)
+            exposed += (c - 2) * max(0.0, ag + rs - b)
     return Comm(total, exposed)
 
 

@@ -71,3 +71,33 @@ def test_groups_run_on_the_links_their_ranks_span():
     assert links.pp.name == "network" and links.ends.name == "network"
     inside = step_links(h100, tp=2, cp=1, dp=4, pp=1)  # dp ranks 2 apart: 0, 2, 4, 6
     assert inside.dp.name == "node" and inside.pp is None
+
+
+def flat_zero3(units, d, link):
+    """The definition, unit by unit: forward ag_0 + Σ max(0, ag_k+1 − f_k); backward
+    ag_n−1 + rs_0 + Σ max(0, ag_k−1 + rs_k+1 − b_k)."""
+    flat = []
+    for u in units:
+        ag = collective_s(CollectiveKind.ALL_GATHER, d, u.parameters, link)
+        rs = collective_s(CollectiveKind.REDUCE_SCATTER, d, u.parameters, link)
+        flat += [(ag, rs, u.forward_s, u.backward_s)] * u.count
+    n = len(flat)
+    exposed = flat[0][0] + sum(max(0, flat[k + 1][0] - flat[k][2]) for k in range(n - 1))
+    exposed += flat[-1][0] + flat[0][1]
+    for k in range(n):
+        comm = (flat[k - 1][0] if k else 0) + (flat[k + 1][1] if k + 1 < n else 0)
+        exposed += max(0, comm - flat[k][3])
+    return exposed
+
+
+@pytest.mark.parametrize(
+    "units",
+    [
+        [Unit(1, 4.0, 1.0, 2.0), Unit(5, 2.0, 0.5, 1.5), Unit(1, 6.0, 0.2, 0.1)],
+        [Unit(3, 2.0, 3.0, 0.4)],
+        [Unit(1, 8.0, 0.1, 0.1), Unit(2, 1.0, 0.7, 0.2)],
+    ],
+)
+def test_zero3_runs_in_closed_form_equal_the_unit_by_unit_definition(units):
+    link = Link("node", 1.0, 0.0)
+    assert zero3(units, 1.0, 1.0, 4, link).exposed_s == pytest.approx(flat_zero3(units, 4, link))
