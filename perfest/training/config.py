@@ -113,6 +113,7 @@ def resolve(model: ModelConfig, hw: HardwareSpec, c: TrainConfig) -> StepLayout:
     hw.peak_flops(c.dtype)  # a device without the dtype: UnsupportedError
     if c.dtype == "fp8":
         hw.peak_flops("bf16")
+    check_model_split(model, c.tp, c.pp, c.cp, c.interleave, c.seq_len)
     model_parallel = c.tp * c.pp * c.cp
     if c.dp is None:
         if c.gpus % model_parallel:
@@ -128,7 +129,6 @@ def resolve(model: ModelConfig, hw: HardwareSpec, c: TrainConfig) -> StepLayout:
                 f"gpus: tp·pp·cp·dp = {c.tp}·{c.pp}·{c.cp}·{dp} = {model_parallel * dp} is "
                 f"not the {c.gpus} GPUs"
             )
-    check_model_split(model, c.tp, c.pp, c.cp, c.interleave, c.seq_len)
     check_network(hw, c.gpus)
     if c.cp > 1 and c.attention == "eager":
         raise SpecError("cp: context parallelism runs flash attention (use --attention flash)")

@@ -78,6 +78,35 @@ def estimate_training(
     return run(m, hw, c, resolve(m, hw, c), tokens)
 
 
+def scaling(
+    model: str | ModelConfig,
+    hardware: str | HardwareSpec,
+    gpus: tuple[int, ...],
+    *,
+    weak: bool = False,
+    tokens: float | None = None,
+    **fields,
+) -> tuple[TrainingEstimate, ...]:
+    """The same layout (tp, pp, cp; dp = N/(tp·pp·cp)) on each GPU count: strong scaling at
+    the global batch given, or `weak` scaling at its batch per GPU (the global batch is the
+    first count's and grows with N)."""
+    m, hw = load_model(model), load_hardware(hardware)
+    base = make_config(gpus=gpus[0], **fields)
+    out = []
+    for n in gpus:
+        batch = base.global_batch
+        if weak:
+            if base.global_batch * n % gpus[0]:
+                raise SpecError(
+                    f"global_batch: {base.global_batch} sequences per {gpus[0]} GPUs is not a "
+                    f"whole batch on {n} GPUs"
+                )
+            batch = base.global_batch * n // gpus[0]
+        c = make_config(base, gpus=n, global_batch=batch)
+        out.append(run(m, hw, c, resolve(m, hw, c), tokens))
+    return tuple(out)
+
+
 def run(m: ModelConfig, hw: HardwareSpec, c: TrainConfig, lay: StepLayout,
         tokens: float | None = None) -> TrainingEstimate:  # fmt: skip
     comp = compile_step(m, hw, c, lay.tp, lay.cp, lay.sequence_parallel)

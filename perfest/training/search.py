@@ -36,6 +36,10 @@ from perfest.training.estimate import model_flops_per_step
 from perfest.training.evaluate import compile_step, micro_batch, step
 from perfest.training.parallel import step_links
 
+#: The TrainConfig fields a search chooses itself.
+LAYOUT_FIELDS = ("tp", "pp", "cp", "dp", "micro_batch", "interleave", "zero", "recompute",
+                 "sequence_parallel")  # fmt: skip
+
 
 class Candidate(NamedTuple):
     """One layout's numbers (a named tuple: a search makes tens of thousands)."""
