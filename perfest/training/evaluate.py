@@ -67,7 +67,7 @@ class Compiled:
 def compile_step(model: ModelConfig, hw: HardwareSpec, c: TrainConfig, tp: int, cp: int,
                  sp: bool) -> Compiled:  # fmt: skip
     shape = Shape(model, c.storage, c.grad, c.attention == "flash", tp, cp, sp and tp > 1,
-                  c.dropout)  # fmt: skip
+                  c.dropout, c.dtype == "fp8")  # fmt: skip
     parts = compiled_parts(shape, hw, c.dtype, c.compute_efficiency, c.memory_efficiency)
     params, shared = _parameters(shape)
     r = training_rates(hw, c.dtype, c.compute_efficiency, c.memory_efficiency)

@@ -30,7 +30,7 @@ the target's logit); the fp32 probabilities are kept for backward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from perfest.enums import StrEnum
@@ -40,6 +40,7 @@ from perfest.layers.attention import SOFTMAX_FLOPS_PER_ELEMENT
 from perfest.layers.context import TOKEN_ID_BYTES, Ctx, Dtypes
 from perfest.layers.embedding import embedding_ops, head_ops, token_table
 from perfest.ops import (
+    Access,
     Axis,
     CollectiveKind,
     Fn,
@@ -95,6 +96,7 @@ class Shape:
     cp: int
     sequence_parallel: bool
     dropout: bool = False
+    fp8: bool = False  # FP8 GEMMs: linear layers keep their input in FP8 for backward
 
 
 def training_ctx(shape: Shape) -> Ctx:
@@ -127,10 +129,26 @@ def build_parts(shape: Shape) -> dict[PartKind, Part]:
         PartKind.LAYER: (decoder_block(ctx), x),
         PartKind.HEAD: ([*head, *loss_ops(ctx, logits)], None),
     }
-    return {kind: _part(kind, ops, keep, ctx, grads) for kind, (ops, keep) in forwards.items()}
+    return {kind: _part(kind, ops, keep, ctx, grads, shape.fp8)
+            for kind, (ops, keep) in forwards.items()}  # fmt: skip
 
 
-def _part(kind: PartKind, ops: list[Op], keep: Tensor | None, ctx: Ctx, grads: Grads) -> Part:
+def fp8_saves(op: Op) -> Op:
+    """With FP8 GEMMs a linear layer casts its input to FP8 for the product and keeps that
+    FP8 copy for its weight gradient (Transformer Engine's Linear saves the FP8 input): one byte
+    per element of what it saves."""
+    if op.gemm is None or op.activation_product or not op.saves:
+        return op
+    saves = tuple(Access(replace(a.tensor, name=f"{a.tensor.name}.fp8", dtype="fp8",
+                                 itemsize=1.0), a.elements) for a in op.saves)  # fmt: skip
+    return replace(op, saves=saves)
+
+
+def _part(
+    kind: PartKind, ops: list[Op], keep: Tensor | None, ctx: Ctx, grads: Grads, fp8: bool
+) -> Part:
+    if fp8:
+        ops = [fp8_saves(op) for op in ops]
     span = core_span(ops)
     core = tuple(ops[i] for i in span)
     ring = tuple(op for op in ops if op.collective is not None and op.collective.axis is Axis.CP)

@@ -110,3 +110,14 @@ def test_largest_micro_batch_that_fits():
     # 60 GB fixed, 7 GB per sequence, 80 GB: ⌊20/7⌋ = 2
     assert largest_micro_batch(60e9, 7e9, 80e9) == 2
     assert largest_micro_batch(90e9, 7e9, 80e9) == 0
+
+
+def test_fp8_linear_layers_keep_their_inputs_in_one_byte(gpt):
+    # Transformer Engine's FP8 Linear saves its FP8 input for dW: the inputs of qkv (2sbh),
+    # out_proj (2sbh), up (2sbh) and down (8sbh) drop to half: 14sbh → 7sbh
+    s, b, h = S, B, gpt.h
+    kept = {}
+    for fp8 in (False, True):
+        parts = build_parts(Shape(gpt, "bf16", "fp32", True, 1, 1, False, fp8=fp8))
+        kept[fp8] = part_memory(parts[PartKind.LAYER], "none", ENV).kept
+    assert kept[False] - kept[True] == 7 * s * b * h
