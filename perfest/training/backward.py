@@ -220,32 +220,28 @@ def _sum_gradients(x: Tensor, n: Expr, extra: int, group: Group) -> Op:
 
 
 def flash_backward(core: Sequence[Op], ctx: Ctx) -> tuple[Op, ...]:
-    """The fused backward of a flash core (its scores product, softmax, values product)."""
+    """The fused backward of a flash core (its scores product, softmax, values product): a
+    kernel computing D = rowsum(dO∘O), then one pass of five products (module docstring)."""
     scores, values = core[0], core[-1]
     g, gv = scores.gemm, values.gemm
     q, k, v, out = g.a, g.b, gv.b, gv.c
     lse = next(a for a in values.saves if a.tensor != out)
     rows, kv = g.batch, g.b_batch
-    s_, d_, t_ = g.m, g.k, g.n  # [s, d] @ [d, t] per (sequence, head)
-    n_out = mul(s_, gv.n, rows)
+    s_, d_, t_, dv = g.m, g.k, g.n, gv.n  # [s, d] @ [d, t] per (sequence, head)
+    n_out = mul(s_, dv, rows)
     d_out = grad(out)
-    stat = lse.tensor
-    dots = replace(stat, name="attn.dO_dot_O")
+    dots = replace(lse.tensor, name="attn.dO_dot_O")
     on_chip = ctx.act("attn.scores", rows, s_, t_)
     prep = elementwise("attn_bwd.prep", Group.ATTENTION, n_out, FLASH_PREP_FLOPS,
                        (Access(d_out, n_out), Access(out, n_out)), (read(dots),))  # fmt: skip
-    kernel_reads = (
-        Access(q, mul(s_, d_, rows)),
-        Access(k, mul(d_, t_, kv)),
-        Access(v, mul(t_, gv.n, kv)),
-        Access(d_out, n_out),
-        lse,
-        read(dots),
-    )
+    kernel_reads = (Access(q, mul(s_, d_, rows)), Access(k, mul(d_, t_, kv)),
+                    Access(v, mul(t_, dv, kv)), Access(d_out, n_out), lse, read(dots))  # fmt: skip
     main = matmul("attn_bwd.scores", Group.ATTENTION, q, k, on_chip, m=s_, k=d_, n=t_,
                   batch=rows, b_batch=kv, write_c=False)  # fmt: skip
+    softmax = elementwise("attn_bwd.softmax", Group.ATTENTION, mul(s_, t_, rows),
+                          FLASH_SOFTMAX_BACKWARD_FLOPS, (), (), kernels=0)  # fmt: skip
 
-    def product(name, a, b_, c, m, k_, n, b_batch, c_batch=None):
+    def product(name, a, b_, c, m, k_, n, b_batch, c_batch=None) -> Op:
         op = matmul(f"attn_bwd.{name}", Group.ATTENTION, a, b_, c, m=m, k=k_, n=n, batch=rows,
                     b_batch=b_batch, c_batch=c_batch, read_a=False, write_c=c is not on_chip,
                     kernels=0)  # fmt: skip
@@ -254,17 +250,9 @@ def flash_backward(core: Sequence[Op], ctx: Ctx) -> tuple[Op, ...]:
     return (
         prep,
         replace(main, reads=kernel_reads, saves=()),
-        product("dp", d_out, v, on_chip, s_, gv.n, t_, kv),  # dP = dO·Vᵀ
-        elementwise(
-            "attn_bwd.softmax",
-            Group.ATTENTION,
-            mul(s_, t_, rows),
-            FLASH_SOFTMAX_BACKWARD_FLOPS,
-            (),
-            (),
-            kernels=0,
-        ),  # fmt: skip
-        product("dv", on_chip, d_out, grad(v), t_, s_, gv.n, rows, kv),  # dV = Pᵀ·dO
+        product("dp", d_out, v, on_chip, s_, dv, t_, kv),  # dP = dO·Vᵀ
+        softmax,
+        product("dv", on_chip, d_out, grad(v), t_, s_, dv, rows, kv),  # dV = Pᵀ·dO
         product("dq", on_chip, k, grad(q), s_, t_, d_, kv),  # dQ = dS·K
         product("dk", on_chip, q, grad(k), t_, s_, d_, rows, kv),  # dK = dSᵀ·Q
     )

@@ -261,6 +261,11 @@ def _optimizer_phase(comp: Compiled, n: StepNumbers, lay: StepLayout, c: TrainCo
 
 def _collectives(n: StepNumbers, mb: MicroBatch, lay: StepLayout,
                  hw: HardwareSpec) -> tuple[CollectiveTime, ...]:  # fmt: skip
+    return (*_in_parts(n, mb, lay, hw), *_between_parts(n, lay, hw))
+
+
+def _in_parts(n: StepNumbers, mb: MicroBatch, lay: StepLayout, hw: HardwareSpec) -> list:
+    """Tensor- and context-parallel collectives of the critical stage's parts, per step."""
     k = lay.micro_batches
     out = []
     tp_link = link(hw, lay.tp).name if lay.tp > 1 else ""
@@ -269,10 +274,9 @@ def _collectives(n: StepNumbers, mb: MicroBatch, lay: StepLayout,
     for phase, index in (("forward", 2), ("backward", 3), ("recompute", 4)):
         total = exposed = 0.0
         for item in _on_critical(n, mb, lay):
-            t = item[index]
+            t, count = item[index], item[1]
             if t is None:
                 continue
-            count = item[1]
             total += count * (t.totals.comm_time_s + t.tp_s)
             exposed += count * (t.totals.comm_time_s + t.tp_exposed_s)
             cp_total += count * t.cp_s
@@ -283,29 +287,28 @@ def _collectives(n: StepNumbers, mb: MicroBatch, lay: StepLayout,
     if cp_total:
         out.append(CollectiveTime("context-parallel ring (K, V)", "cp", cp_link, k * cp_total,
                                   k * cp_exposed))  # fmt: skip
+    return out
+
+
+def _between_parts(n: StepNumbers, lay: StepLayout, hw: HardwareSpec) -> list:
+    """Pipeline sends, ZeRO-3, data-parallel reductions and the end of the step's collectives."""
+    k = lay.micro_batches
     links = step_links(hw, lay.tp, lay.cp, lay.dp, lay.pp)
     stage = n.stages[n.critical]
-    if stage.sends_s:
-        out.append(CollectiveTime("pipeline sends", "pp", links.pp.name, k * stage.sends_s,
-                                  k * stage.sends_s))  # fmt: skip
-    dp_link = links.dp.name if links.dp is not None else ""
-    z = stage.zero3
-    if z.total_s:
-        name = "ZeRO-3 weight gathers, gradient reduce-scatters"
-        out.append(CollectiveTime(name, "dp", dp_link, k * z.total_s, k * z.exposed_s))
     reduce, gather, _ = n.stages[n.finishing].tail
     kind = "all-reduce" if lay.zero == 0 else "reduce-scatter"
-    for name, comm in ((f"data-parallel gradient {kind}", reduce),
-                       ("data-parallel weight all-gather (ZeRO-1/2)", gather)):  # fmt: skip
-        if comm.total_s:
-            out.append(CollectiveTime(name, "dp", dp_link, comm.total_s, comm.exposed_s))
-    if n.tied:
-        out.append(CollectiveTime("tied-embedding gradient all-reduce", "pp", links.ends.name,
-                                  n.tied, n.tied))  # fmt: skip
-    if n.norm:
-        out.append(CollectiveTime("gradient-norm all-reduce", "all", links.world.name, n.norm,
-                                  n.norm))  # fmt: skip
-    return tuple(out)
+    rows = [
+        ("pipeline sends", "pp", links.pp, k * stage.sends_s, k * stage.sends_s),
+        ("ZeRO-3 weight gathers, gradient reduce-scatters", "dp", links.dp,
+         k * stage.zero3.total_s, k * stage.zero3.exposed_s),
+        (f"data-parallel gradient {kind}", "dp", links.dp, reduce.total_s, reduce.exposed_s),
+        ("data-parallel weight all-gather (ZeRO-1/2)", "dp", links.dp, gather.total_s,
+         gather.exposed_s),
+        ("tied-embedding gradient all-reduce", "pp", links.ends, n.tied, n.tied),
+        ("gradient-norm all-reduce", "all", links.world, n.norm, n.norm),
+    ]  # fmt: skip
+    return [CollectiveTime(name, axis, lk.name, total, exposed)
+            for name, axis, lk, total, exposed in rows if total]  # fmt: skip
 
 
 def _memory(n: StepNumbers, hw: HardwareSpec, lay: StepLayout) -> TrainMemory:

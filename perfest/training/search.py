@@ -33,7 +33,7 @@ from perfest.training.config import (
     make_config,
 )
 from perfest.training.estimate import model_flops_per_step
-from perfest.training.evaluate import compile_step, micro_batch, step
+from perfest.training.evaluate import LAYER, compile_step, micro_batch, recompute_of, step
 from perfest.training.parallel import step_links
 
 #: The TrainConfig fields a search chooses itself.
@@ -177,9 +177,9 @@ def _candidate(comp, mb, lay, links, tokens, flops, peak, capacity) -> Candidate
     for kind, count in stage.counts:
         t = mb.times[kind]
         compute += count * (t.forward.compute_s + t.backward.compute_s)
-        if kind.value == "layer":
-            r = t.core if lay.recompute == "selective" else t.forward
-            recompute += count * r.compute_s if lay.recompute != "none" else 0.0
+        r = recompute_of(t, lay.recompute) if kind is LAYER else None
+        if r is not None:
+            recompute += count * r.compute_s
     optimizer = n.stages[n.finishing].tail[2]
     comm = n.step_s - n.bubble_s - optimizer - k * (compute + recompute)
     total = n.memory.total
