@@ -22,6 +22,9 @@ the weight itself. Around the update, once per step:
     grad_norm   Σ g² for clipping by the global norm (2 FLOPs per gradient element, read
                 once), then one all-reduce of a number across every rank (perfest.training
                 .parallel: its latency)
+    grad_clip   g ·= max_norm / ‖g‖: 1 FLOP per gradient element, read and written
+                (torch.nn.utils.clip_grad_norm_ always scales; Megatron-LM only when the norm
+                exceeds the threshold, which early training usually does)
 
 Each is one kernel (multi-tensor apply: Apex's FusedAdam and Megatron's `multi_tensor_l2norm`
 launch a handful for the whole model). With ZeRO (stage ≥ 1) a rank updates its 1/dp share of
@@ -42,6 +45,7 @@ from perfest.symbols import Sym
 STATES = {"sgd": 0, "momentum": 1, "rmsprop": 1, "adam": 2, "adamw": 2, "lion": 1}
 UPDATE_FLOPS = {"sgd": 2, "momentum": 4, "rmsprop": 9, "adam": 14, "adamw": 15, "lion": 11}
 NORM_FLOPS = 2  # square and add, per gradient element
+CLIP_FLOPS = 1  # one multiply per gradient element
 STATE_BYTES = 4.0  # fp32
 MASTER_BYTES = 4.0  # fp32 master weights under mixed precision
 
@@ -67,22 +71,14 @@ def optimizer_ops(
     if mixed:
         writes += (Access(w, n),)
     norm_grads = g_all if grads == shard else g
+    count = norm_grads.shape[0]
+    normed = (Access(norm_grads, count),)
+    kinds = {"fn": Fn.OPTIMIZER}
     return [
-        elementwise(
-            "zero_grad", Group.OPTIMIZER, n_g, 0, (), (Access(g_all, n_g),), fn=Fn.OPTIMIZER
-        ),
-        elementwise(
-            "grad_norm",
-            Group.OPTIMIZER,
-            norm_grads.shape[0],
-            NORM_FLOPS,
-            (Access(norm_grads, norm_grads.shape[0]),),
-            (),
-            fn=Fn.OPTIMIZER,
-        ),  # fmt: skip
-        elementwise(
-            "update", Group.OPTIMIZER, n, UPDATE_FLOPS[optimizer], reads, writes, fn=Fn.OPTIMIZER
-        ),  # fmt: skip
+        elementwise("zero_grad", Group.OPTIMIZER, n_g, 0, (), (Access(g_all, n_g),), **kinds),
+        elementwise("grad_norm", Group.OPTIMIZER, count, NORM_FLOPS, normed, (), **kinds),
+        elementwise("grad_clip", Group.OPTIMIZER, count, CLIP_FLOPS, normed, normed, **kinds),
+        elementwise("update", Group.OPTIMIZER, n, UPDATE_FLOPS[optimizer], reads, writes, **kinds),
     ]
 
 
@@ -90,8 +86,8 @@ class OptimizerCost(NamedTuple):
     """The step's kernels as a line in the element counts: time = a·grads + c·shard + launches
     (element-wise kernels are exactly linear in their elements: perfest.plan's vector term)."""
 
-    per_grad_s: float  # zero_grad (+ grad_norm when it covers all gradients)
-    per_shard_s: float  # update (+ grad_norm over the shard)
+    per_grad_s: float  # zero_grad (+ grad_norm and grad_clip when they cover all gradients)
+    per_shard_s: float  # update (+ grad_norm and grad_clip over the shard)
     launch_s: float
     roof_per_grad_s: float
     roof_per_shard_s: float
@@ -115,8 +111,9 @@ def optimizer_cost(
     plan = Plan(Graph((Segment("optimizer", tuple(ops), 1),)), r, {})
     point = Point(1, 1, 1, 1)
     rows = {row.op.name: row for row in plan.rows(point)}
-    grad_side = ["zero_grad"] + ([] if sharded_norm else ["grad_norm"])
-    shard_side = ["update"] + (["grad_norm"] if sharded_norm else [])
+    norming = ["grad_norm", "grad_clip"]
+    grad_side = ["zero_grad"] + ([] if sharded_norm else norming)
+    shard_side = ["update"] + (norming if sharded_norm else [])
 
     def busy(names: list[str]) -> float:
         return sum(rows[n].time - rows[n].overhead for n in names)
