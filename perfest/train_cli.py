@@ -121,7 +121,8 @@ def _search(model, gpu, counts, top, as_json, as_csv, fields):
     if fixed:
         names = ", ".join("--" + name.replace("_", "-") for name in fixed)
         raise PerfestError(f"gpus: --search chooses {names} itself; drop them")
-    total = len(shapes(load_model(model), counts[0], fields["seq_len"]))
+    flash = fields.get("attention", "flash") == "flash"
+    total = len(shapes(load_model(model), counts[0], fields["seq_len"], flash))
     with progress(total, "searching layouts", minimum=2) as advance:
         result = search(model, gpu, gpus=counts[0], top=top, progress=advance, **fields)
     emit(as_json, as_csv, result.to_dict, lambda: search_csv(result),

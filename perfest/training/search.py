@@ -103,10 +103,11 @@ def divisors(n: int) -> list[int]:
     return [k for k in range(1, n + 1) if n % k == 0]
 
 
-def shapes(model: ModelConfig, gpus: int, seq: int) -> list[tuple[int, int]]:
-    """(tp, cp) pairs that divide the GPUs, the heads and the sequence."""
+def shapes(model: ModelConfig, gpus: int, seq: int, flash: bool = True) -> list[tuple[int, int]]:
+    """(tp, cp) pairs that divide the GPUs, the heads and the sequence (context parallelism
+    runs flash attention only)."""
     return [(tp, cp) for tp in divisors(gpus) if model.n_h % tp == 0
-            for cp in divisors(gpus // tp) if seq % cp == 0]  # fmt: skip
+            for cp in divisors(gpus // tp) if seq % cp == 0 and (flash or cp == 1)]  # fmt: skip
 
 
 def search(
@@ -126,7 +127,7 @@ def search(
     check_network(hw, c.gpus)
     start = time.perf_counter()
     found: list[Candidate] = []
-    pairs = shapes(m, c.gpus, c.seq_len)
+    pairs = shapes(m, c.gpus, c.seq_len, c.attention == "flash")
     for done, (tp, cp) in enumerate(pairs):
         found += _shape(m, hw, c, tp, cp)
         if progress is not None:
@@ -235,4 +236,6 @@ def _layout(lay: StepLayout) -> str:
 
 
 def _s(seconds: float) -> str:
-    return f"{seconds * 1e3:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.3g} µs"
+    return f"{seconds * 1e3:.3g} ms" if seconds < 1 else f"{seconds:.3g} s"
