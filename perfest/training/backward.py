@@ -25,7 +25,8 @@ forward's are (a FLOP is one multiply or one add; exp, tanh, erf, sqrt count one
     dropout          dx = dy·mask·scale: 2
     residual add     nothing: the gradient reaches x and every branch unchanged
     fan-out          a value read whole by k ops receives k gradients: k − 1 adds
-    embedding        scatter-add of dx into the table's gradient rows: 1 per element
+    embedding        PyTorch's dense backward: zero a whole-table gradient, add dx's rows into
+                     it (1 per element), add it into the weight's gradient (1 per table element)
     loss             dlogits = (softmax − one-hot)/N: 2 per logit
     collectives      all-reduce ending a TP region → none (Megatron's g); reduce-scatter →
                      all-gather; all-gather → reduce-scatter, plus the gather again when the
@@ -306,20 +307,29 @@ def _dropout(op: Op, ctx: Ctx, grads: Grads) -> tuple[Op, ...]:
 
 
 def _gather(op: Op, ctx: Ctx, grads: Grads) -> tuple[Op, ...]:
-    """Scatter-add dx into each table's gradient: the token rows looked up, and for learned
-    positions the s rows summed over the batch."""
+    """PyTorch's dense embedding backward (`embedding_dense_backward`), per table: zero a
+    gradient of the whole table and add dx's rows into it (the token rows looked up; for
+    learned positions the s rows, summed over the batch), then add that into the weight's
+    gradient (AccumulateGrad, or Megatron's main-gradient hook)."""
     (y,) = op.writes
     n = y.elements
     dy = Access(grad(y.tensor), n)
     ids = next(a for a in op.reads if a.tensor.role is Role.INPUT)
     ops = []
     for table in (a for a in op.reads if a.tensor.role is Role.WEIGHT):
-        # a token row per token looked up (b·s·h); a learned position's s rows, summed over b
+        whole = table.tensor.elements
+        d_weight = grad(table.tensor, grads.dtype)
+        dense = replace(grad(table.tensor), name=f"{d_weight.name}.dense", role=Role.ACTIVATION)
         rows = n if table.tensor.shape[0] == ctx.V else mul(s, ctx.h)
-        touched = Access(grad(table.tensor, grads.dtype), rows)
-        reads = (dy, ids, touched) if grads.accumulate else (dy, ids)
-        ops.append(elementwise(f"{op.name}.bwd.{table.tensor.name}", op.group, n,
-                               EMBEDDING_BACKWARD_FLOPS, reads, (touched,)))  # fmt: skip
+        scatter = Access(dense, rows)
+        name = f"{op.name}.bwd.{table.tensor.name}"
+        ops.append(elementwise(f"{name}.zero", op.group, whole, 0, (), (Access(dense, whole),)))
+        ops.append(elementwise(name, op.group, n, EMBEDDING_BACKWARD_FLOPS, (dy, ids, scatter),
+                               (scatter,)))  # fmt: skip
+        reads = (Access(dense, whole), Access(d_weight, whole))
+        ops.append(elementwise(f"{name}.accumulate", op.group, whole, 1,
+                               reads if grads.accumulate else reads[:1],
+                               (Access(d_weight, whole),)))  # fmt: skip
     return tuple(ops)
 
 

@@ -112,14 +112,21 @@ def test_context_ring_runs_beside_the_attention_core(gated):
     assert all(o.activation_product or o.fn is None for o in ring.window)
 
 
-def test_embedding_backward_scatters_into_the_tables(classic):
+def test_embedding_backward_is_torchs_dense_gradient(classic):
+    # token table [1000, 64], positions [128, 64], bf16 activations, fp32 weight gradients
     emb = parts(classic)[PartKind.EMBEDDING]
-    tokens, positions = emb.backward.ops
-    # token rows: 1 add per element of [6, 64]; reads dx 768 B, ids 6·8 = 48 B and the fp32
-    # rows it adds into 6·64·4 = 1,536 B; writes them
-    assert cost(tokens) == (384, 768 + 48 + 1_536, 1_536)
-    # learned positions: the s = 3 rows, summed over the batch: 3·64·4 = 768 B
-    assert cost(positions) == (384, 768 + 48 + 768, 768)
+    zero, tokens, tokens_acc, zero_p, positions, positions_acc = emb.backward.ops
+    # zero a bf16 [1000, 64] gradient (128,000 B) and add the 6 rows of dx into it: 1 add per
+    # element of [6, 64]; reads dx 768 B, ids 6·8 = 48 B, the rows 768 B; writes them again
+    assert cost(zero) == (0, 0, 128_000)
+    assert cost(tokens) == (384, 768 + 48 + 768, 768)
+    # then into the fp32 weight gradient: 64,000 adds; reads 128,000 + 256,000 B, writes 256,000
+    assert cost(tokens_acc) == (64_000, 128_000 + 256_000, 256_000)
+    # learned positions: the dense [128, 64] gradient (16,384 B), the s = 3 rows (384 B) summed
+    # over the batch
+    assert cost(zero_p) == (0, 0, 16_384)
+    assert cost(positions) == (384, 768 + 48 + 384, 384)
+    assert cost(positions_acc) == (8_192, 16_384 + 32_768, 32_768)
 
 
 def test_loss_backward(classic):
