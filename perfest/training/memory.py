@@ -131,10 +131,6 @@ def in_flight(m: int, pp: int, stage: int, v: int) -> float:
     return held * (1 + (pp - 1) / (pp * v)) if v > 1 else held
 
 
-def fits(total: float, capacity: float) -> bool:
-    return total <= capacity
-
-
 def largest_micro_batch(fixed: float, per_sequence: float, capacity: float) -> int:
     """The largest micro-batch whose memory fits: fixed + b·per_sequence ≤ capacity."""
     if per_sequence <= 0:
