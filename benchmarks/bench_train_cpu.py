@@ -1,13 +1,20 @@
 """CPU accuracy of perfest's training-step predictions against measured PyTorch steps (a
 benchmark, not a test).
 
-    python benchmarks/bench_train_cpu.py [--spec hardware.yaml] [--repeats 5] [--json out.json]
+    python benchmarks/bench_train_cpu.py [--spec hardware.yaml] [--repeats 5] [--threads 1]
+                                         [--json out.json]
 
 Calibrates this machine (unless --spec is given), then runs `perfest validate --train`'s
 library function over a grid of small models × micro-batch × sequence length (fp32, AdamW,
 flash attention: torch's fused CPU SDPA), and prints a Markdown table of predicted against
 measured time per phase (forward, backward, optimizer, step) with the median |error| of each.
 error = (predicted − measured) / measured. Nothing is tuned to these measurements.
+
+--threads (default 1) sets torch's threads for the calibration and the measurements alike. On
+a machine shared with other work, two OpenMP threads on two cores wait at every parallel
+region for a thread the scheduler has taken away, which inflates small kernels from
+microseconds to scheduler quanta and ruins both calibration and measurement; one thread per
+process only shares the core.
 """
 
 from __future__ import annotations
@@ -67,9 +74,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spec", help="hardware YAML (default: calibrate now)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads [1]")
     parser.add_argument("--json", help="write the points here")
     args = parser.parse_args()
-    print(machine(), f" load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(machine(), f" load average {os.getloadavg()[0]:.2f}, {args.threads} thread(s)",
+          file=sys.stderr)  # fmt: skip
     if args.spec:
         spec = load_hardware(args.spec)
     else:
