@@ -136,6 +136,13 @@ def training_rates(hw: HardwareSpec, dtype: str, compute_eff, memory_eff) -> Rat
     return rates(hw, w)
 
 
+def part_dtype(kind: PartKind, dtype: str) -> str:
+    """The matmul dtype of a part. FP8 (Transformer Engine) covers the decoder layers' linear
+    layers only: Megatron-LM's output layer is its own ColumnParallelLinear, not a TE module,
+    so the LM head and its backward run at the 16-bit rate."""
+    return "bf16" if dtype == "fp8" and kind is PartKind.HEAD else dtype
+
+
 def shape_links(hw: HardwareSpec, tp: int, cp: int) -> dict:
     """The links of the collectives inside a step's parts: tp among neighbouring ranks, cp
     among ranks tp apart (ranks numbered tp fastest, then cp, dp, pp)."""
@@ -160,9 +167,11 @@ def compiled_parts(
     entry = _CACHE.get(key)
     if entry is not None and entry[0] is hw:
         return entry[1]
-    r = training_rates(hw, dtype, compute_eff, memory_eff)
     links = shape_links(hw, shape.tp, shape.cp)
-    parts = {kind: compile_part(part, r, links) for kind, part in build_parts(shape).items()}
+    parts = {}
+    for kind, part in build_parts(shape).items():
+        r = training_rates(hw, part_dtype(kind, dtype), compute_eff, memory_eff)
+        parts[kind] = compile_part(part, r, links)
     _CACHE[key] = (hw, parts)
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)

@@ -11,8 +11,9 @@ micro-batches and the schedule; every error is one line naming the option.
 
 Precision (mixed precision as Megatron-LM and Transformer Engine run it): `bf16` and `fp16`
 keep weights and activations in 16 bits with fp32 master weights and optimizer states; `fp8`
-runs the linear layers' GEMMs (forward and backward) at the FP8 rate with weights and
-activations stored in bf16 (the attention products stay bf16, as in Transformer Engine);
+runs the decoder layers' linear GEMMs (forward and backward) at the FP8 rate with weights and
+activations stored in bf16 (the attention products and the LM head stay bf16, as Transformer
+Engine and Megatron-LM run them);
 `fp32` trains in fp32 throughout (no master copy). Weight gradients are kept in fp32 under
 mixed precision (Megatron's main gradients, `--accumulate-allreduce-grads-in-fp32`) unless
 `grad_dtype` says otherwise (the ZeRO paper's accounting keeps them in 16 bits).

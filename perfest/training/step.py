@@ -147,7 +147,7 @@ def fp8_saves(op: Op) -> Op:
 def _part(
     kind: PartKind, ops: list[Op], keep: Tensor | None, ctx: Ctx, grads: Grads, fp8: bool
 ) -> Part:
-    if fp8:
+    if fp8 and kind is PartKind.LAYER:  # the decoder layers' linear layers only (compiled)
         ops = [fp8_saves(op) for op in ops]
     span = core_span(ops)
     core = tuple(ops[i] for i in span)

@@ -121,3 +121,20 @@ def test_json_has_the_documented_keys():
         assert key in data["memory"]
     assert [p["phase"] for p in data["phases"]] == ["forward", "backward", "recompute",
                                                     "optimizer"]  # fmt: skip
+
+
+def test_fp8_covers_the_decoder_layers_not_the_lm_head():
+    # Transformer Engine's FP8 is for the blocks' linear layers; Megatron's output layer is not
+    # a TE module: the head runs at the bf16 rate, the layers' linear layers at the FP8 rate
+    from perfest.plan import Point
+    from perfest.training.compiled import compiled_parts
+    from perfest.training.step import PartKind, Shape
+
+    m, hw = perfest.load_model("llama-3-8b"), perfest.load_hardware("h100-sxm")
+    point = Point(1, 4096, 4096, 4096)
+    timed = {}
+    for dtype, fp8 in (("bf16", False), ("fp8", True)):
+        parts = compiled_parts(Shape(m, "bf16", "fp32", True, 1, 1, False, fp8=fp8), hw, dtype)
+        timed[dtype] = {k: p.forward.evaluate(point).time_s for k, p in parts.items()}
+    assert timed["fp8"][PartKind.HEAD] == timed["bf16"][PartKind.HEAD]
+    assert timed["fp8"][PartKind.LAYER] < 0.75 * timed["bf16"][PartKind.LAYER]
