@@ -24,9 +24,12 @@ _EXPORTS = {
     "ModelConfig": "perfest.specs",
     "PerfestError": "perfest.errors",
     "SweepResult": "perfest.sweeps",
+    "TrainConfig": "perfest.training.config",
+    "TrainingEstimate": "perfest.training.results",
     "Workload": "perfest.specs",
     "count_parameters": "perfest.parameters",
     "estimate": "perfest.inference",
+    "estimate_training": "perfest.training.estimate",
     "list_hardware": "perfest.catalog",
     "list_models": "perfest.catalog",
     "load_hardware": "perfest.catalog",
@@ -40,9 +43,12 @@ __all__ = [
     "ModelConfig",
     "PerfestError",
     "SweepResult",
+    "TrainConfig",
+    "TrainingEstimate",
     "Workload",
     "count_parameters",
     "estimate",
+    "estimate_training",
     "list_hardware",
     "list_models",
     "load_hardware",
@@ -72,3 +78,6 @@ if TYPE_CHECKING:
     from perfest.results import Estimate
     from perfest.specs import HardwareSpec, ModelConfig, Workload
     from perfest.sweeps import SweepResult, sweep
+    from perfest.training.config import TrainConfig
+    from perfest.training.estimate import estimate_training
+    from perfest.training.results import TrainingEstimate

@@ -14,6 +14,8 @@ from perfest.results import OP_FIELDS, Estimate, _plain
 
 if TYPE_CHECKING:
     from perfest.sweeps import SweepResult
+    from perfest.training.results import TrainingEstimate
+    from perfest.training.search import SearchResult
 
 
 def dumps(data: Any, indent: int | None = 2) -> str:
@@ -69,3 +71,41 @@ def sweep_csv(result: SweepResult) -> str:
     return to_csv(
         SWEEP_POINT_FIELDS, ([getattr(p, c) for c in SWEEP_POINT_FIELDS] for p in result.points)
     )
+
+
+def training_csv(est: TrainingEstimate) -> str:
+    """One row per op of each phase of a training step (one micro-batch on the slowest stage;
+    the optimizer once), the JSON keys of an op as columns."""
+    rows = []
+    for phase in est.phases:
+        for op in phase.layers:
+            rows.append([phase.phase, *(getattr(op, col) for col in OP_FIELDS)])
+    return to_csv(("phase", *OP_FIELDS), rows)
+
+
+#: The columns of a scaling curve: where each value comes from in a TrainingEstimate.
+SCALING_COLUMNS = {
+    "gpus": lambda e: e.layout.devices,
+    "dp": lambda e: e.layout.dp,
+    "global_batch": lambda e: e.config.global_batch,
+    "step_time_s": lambda e: e.step_time_s,
+    "tokens_per_s": lambda e: e.tokens_per_s,
+    "tokens_per_s_per_gpu": lambda e: e.tokens_per_s_per_gpu,
+    "mfu": lambda e: e.mfu,
+    "hfu": lambda e: e.hfu,
+    "bubble_s": lambda e: e.breakdown.bubble_s,
+    "communication_s": lambda e: e.breakdown.communication_s,
+    "per_device_bytes": lambda e: e.memory.per_device_bytes,
+    "fits": lambda e: e.memory.fits,
+}
+
+
+def scaling_csv(ests: Sequence[TrainingEstimate]) -> str:
+    return to_csv(tuple(SCALING_COLUMNS), ([f(e) for f in SCALING_COLUMNS.values()] for e in ests))
+
+
+def search_csv(result: SearchResult) -> str:
+    """One row per layout evaluated, fastest first."""
+    rows = [c.to_dict() for c in result.candidates]
+    header = tuple(rows[0]) if rows else ()
+    return to_csv(header, ([row[k] for k in header] for row in rows))

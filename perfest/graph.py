@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from perfest.layers import Ctx, decoder_block
 from perfest.layers.embedding import embedding_ops, head_ops, token_table
 from perfest.ops import Op, Role, Tensor
-from perfest.symbols import Derived, Expr, b, derived_in, s
+from perfest.symbols import Derived, Expr, derived_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +108,7 @@ def op_exprs(op: Op) -> Iterator[Expr]:
 def build_graph(ctx: Ctx) -> Graph:
     """The segments of `ctx.model` (a decoder-only transformer)."""
     tokens = token_table(ctx)
-    x = ctx.act("x", b * s, ctx.h)  # the residual stream
+    x = ctx.act("x", ctx.rows, ctx.h)  # the residual stream
     kinds = ctx.model.layer_kinds()
     counts: dict[tuple[bool, bool], int] = {}
     for kind in kinds:  # in order of first appearance

@@ -15,7 +15,7 @@ every op: `matmul` (the one matrix-product primitive), `elementwise`, `collectiv
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from perfest.enums import StrEnum
 from perfest.symbols import ONE, ZERO, Expr, expr, mul, total
@@ -42,6 +42,25 @@ class Group(StrEnum):
     RESIDUAL = "residual"
     LM_HEAD = "lm_head"
     COMM = "comm"
+    OPTIMIZER = "optimizer"
+
+
+class Fn(StrEnum):
+    """What an element-wise op computes, so that its backward can be derived from it
+    (perfest.training.backward); matrix products and collectives are derived from their
+    `gemm` and `collective` instead."""
+
+    NORM = "norm"  # LayerNorm / RMSNorm over h
+    ACTIVATION = "activation"  # the MLP's activation (and gating multiply)
+    ROPE = "rope"  # rotary position embedding
+    SOFTMAX = "softmax"  # attention's softmax over the keys
+    DROPOUT = "dropout"  # random mask and scale
+    RESIDUAL = "residual"  # residual add of a sub-block's branches
+    GATHER = "gather"  # embedding lookup: rows of a table
+    COPY = "copy"  # pure data movement (the KV-cache write)
+    LOSS = "loss"  # cross-entropy over the logits
+    TO_TP = "to_tp"  # entry of a tensor-parallel region: identity forward, all-reduce backward
+    OPTIMIZER = "optimizer"  # an optimizer's update, gradient norm or zeroing
 
 
 class Kind(StrEnum):
@@ -164,6 +183,7 @@ class Op:
     kernels: int = 1  # launches per instance (0 when fused into a neighbour)
     dequant: Expr = ZERO  # weight elements a weight-only kernel unpacks per m-tile
     saves: tuple[Access, ...] = ()  # what the backward pass needs kept from the forward
+    fn: Fn | None = None  # what an element-wise op computes (its backward derives from it)
 
     @property
     def bytes_read(self) -> Expr:
@@ -180,9 +200,16 @@ class Op:
 
     @property
     def activation_product(self) -> bool:
-        """A matrix product of two activations (attention's q·kᵀ and p·v): no weight operand,
-        so W8A8 formats, which quantize weights and activations of linear layers, do not apply."""
-        return self.gemm is not None and self.gemm.b.role is not Role.WEIGHT
+        """A matrix product of two activations (attention's q·kᵀ and p·v, and their backward
+        products): no weight operand and no weight gradient, so W8A8 formats, which quantize
+        the linear layers, do not apply. A linear layer's wgrad (activation × gradient → the
+        weight's gradient) is a linear-layer product."""
+        g = self.gemm
+        return g is not None and not {g.a.role, g.b.role, g.c.role} & _LINEAR_ROLES
+
+
+#: Roles that make a product part of a linear layer: a weight operand or a weight's gradient.
+_LINEAR_ROLES = frozenset((Role.WEIGHT, Role.GRADIENT))
 
 
 def matmul(
@@ -241,12 +268,18 @@ def matmul(
     )
 
 
-def grad(x: Tensor) -> Tensor:
-    """The gradient of `x`: its shape and dtype, role GRADIENT."""
-    return Tensor(f"d{x.name}", Role.GRADIENT, x.shape, x.dtype, x.itemsize)
+def grad(x: Tensor, dtype: tuple[str, float] | None = None) -> Tensor:
+    """The gradient of `x`, in its shape: a weight's gradient has role GRADIENT (kept until
+    the optimizer step and reduced over data parallelism), an activation's is an ACTIVATION
+    (consumed within the backward pass). `dtype` (name, bytes per element) overrides x's."""
+    role = Role.GRADIENT if x.role is Role.WEIGHT else Role.ACTIVATION
+    name, size = dtype or (x.dtype, x.itemsize)
+    return Tensor(f"d{x.name}", role, x.shape, name, size)
 
 
-def matmul_backward(op: Op) -> tuple[Op, ...]:
+def matmul_backward(
+    op: Op, *, weight_grad: tuple[str, float] | None = None, accumulate: bool = False
+) -> tuple[Op, ...]:
     """The backward products of C = A·B, derived from the forward op:
 
         dA = dC·Bᵀ   [m, n] @ [n, k]   2·m·k·n·batch FLOPs   (skipped for a graph input)
@@ -255,6 +288,10 @@ def matmul_backward(op: Op) -> tuple[Op, ...]:
     so a linear layer's backward costs 2× its forward (Narayanan et al. 2021, §3.3 of
     "Efficient large-scale language model training on GPU clusters"). A bias adds the
     reduction db = Σ_rows dC.
+
+    Training (perfest.training) stores weight gradients in `weight_grad`'s dtype (fp32 under
+    mixed precision, as Megatron-LM's main gradients) and, with `accumulate`, adds each
+    micro-batch's dB into them (C += Aᵀ·dC: the gradient is read as well as written).
     """
     g = op.gemm
     if g is None:
@@ -277,18 +314,22 @@ def matmul_backward(op: Op) -> tuple[Op, ...]:
             )  # fmt: skip
         )
     # dB accumulates into b_batch distinct gradients (the weight; a kv head's, in GQA)
+    dtype = weight_grad if g.b.role is Role.WEIGHT else None
     ops.append(
-        matmul(
-            f"{op.name}.wgrad",
-            op.group,
-            g.a,
-            d_c,
-            grad(g.b),
-            m=g.k,
-            k=g.m,
-            n=g.n,
-            batch=g.batch,
-            c_batch=g.b_batch,
+        _accumulating(
+            matmul(
+                f"{op.name}.wgrad",
+                op.group,
+                g.a,
+                d_c,
+                grad(g.b, dtype),
+                m=g.k,
+                k=g.m,
+                n=g.n,
+                batch=g.batch,
+                c_batch=g.b_batch,
+            ),
+            accumulate and g.b.role is Role.WEIGHT,
         )  # fmt: skip
     )
     bias = next((a.tensor for a in op.reads if a.tensor.role is Role.WEIGHT and a.tensor
@@ -296,16 +337,24 @@ def matmul_backward(op: Op) -> tuple[Op, ...]:
     if bias is not None:
         rows = mul(g.m, g.batch)
         ops.append(
-            elementwise(
-                f"{op.name}.bias_grad",
-                op.group,
-                mul(rows, g.n),
-                1,
-                (Access(d_c, mul(rows, g.n)),),
-                (read(grad(bias)),),
+            _accumulating(
+                elementwise(
+                    f"{op.name}.bias_grad",
+                    op.group,
+                    mul(rows, g.n),
+                    1,
+                    (Access(d_c, mul(rows, g.n)),),
+                    (read(grad(bias, weight_grad)),),
+                ),
+                accumulate,
             )  # fmt: skip
         )
     return tuple(ops)
+
+
+def _accumulating(op: Op, accumulate: bool) -> Op:
+    """`op`, reading what it writes when it adds into an existing gradient."""
+    return replace(op, reads=op.reads + op.writes) if accumulate else op
 
 
 def elementwise(
@@ -317,11 +366,15 @@ def elementwise(
     writes: tuple[Access, ...],
     *,
     kernels: int = 1,
+    fn: Fn | None = None,
+    saves: tuple[Access, ...] = (),
 ) -> Op:
     """An element-wise or reduction kernel over `elements` values, run on the vector units
-    (a pure data movement when it does no arithmetic)."""
+    (a pure data movement when it does no arithmetic); `fn` says what it computes and `saves`
+    what its backward needs."""
     kind = Kind.VECTOR if flops_per_element else Kind.MEMORY
-    return Op(name, group, kind, mul(elements, flops_per_element), reads, writes, kernels=kernels)
+    flops = mul(elements, flops_per_element)
+    return Op(name, group, kind, flops, reads, writes, kernels=kernels, saves=saves, fn=fn)
 
 
 def collective(name: str, kind: CollectiveKind, axis: Axis, peers: int, buffer: Tensor) -> Op:

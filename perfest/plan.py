@@ -633,13 +633,17 @@ def plan_for(model: ModelConfig, hw: HardwareSpec, w: Workload) -> Plan:
     key = (id(model), id(hw), static)
     entry = _plans.get(key)
     if entry is not None and entry[0] is model and entry[1] is hw:
+        _plans.move_to_end(key)  # least recently used goes first
         return entry[2]
     by_value = (model.model_dump_json(), hw.model_dump_json(), static)
     entry = _plans.get(by_value)
     if entry is None:
         entry = (model, hw, compile_plan(model, hw, w))
         _plans[by_value] = entry
+    else:
+        _plans.move_to_end(by_value)
     _plans[key] = entry
+    _plans.move_to_end(key)
     while len(_plans) > PLAN_CACHE_SIZE:
         _plans.popitem(last=False)
     return entry[2]

@@ -22,6 +22,9 @@ def shown(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+#: An upper bound this large is a sanity bound, not a rule of the option, and says so.
+SANITY_BOUND = 1000
+
 #: pydantic error type → how to say it (ctx fields filled in), `{got}` the value given.
 MESSAGES = {
     "int_type": "must be a whole number (got {got})",
@@ -34,11 +37,19 @@ MESSAGES = {
     "string_type": "must be text (got {got})",
     "greater_than": "must be greater than {gt} (got {got})",
     "greater_than_equal": "must be at least {ge} (got {got})",
-    "less_than_equal": "must be at most {le:,} (got {got}; larger is not physically meaningful)",
+    "less_than_equal": "must be at most {le:,} (got {got})",
     "missing": "required field is missing",
     "dict_type": "must be a mapping of fields (got {got})",
     "model_type": "must be a mapping of fields (got {got})",
 }
+
+
+def bound_note(kind: str, ctx: dict[str, Any]) -> str:
+    """Why an upper bound exists, where it is only a sanity bound (the 4th ZeRO stage is not)."""
+    le = ctx.get("le")
+    if kind == "less_than_equal" and isinstance(le, (int, float)) and le >= SANITY_BOUND:
+        return "; larger is not physically meaningful"
+    return ""
 
 
 def is_type_tag(part: Any) -> bool:

@@ -20,7 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from perfest.errors import SpecError, UnsupportedError
-from perfest.spec_messages import MESSAGES, closest_field, is_type_tag, shown
+from perfest.spec_messages import MESSAGES, bound_note, closest_field, is_type_tag, shown
 from perfest.variant_checks import attention_problem, moe_problem
 
 #: Bytes per element of each dtype perfest knows (the one list of dtypes; everything else is
@@ -558,6 +558,8 @@ def first_error(exc: ValidationError, where: str = "") -> SpecError:
                 ctx[key] = str(value)
         try:
             msg = MESSAGES[kind].format(got=shown(err.get("input")), **ctx)
+            if note := bound_note(kind, ctx):
+                msg = msg[:-1] + note + ")"
         except (KeyError, ValueError, IndexError, TypeError):
             pass
     elif kind == "literal_error":

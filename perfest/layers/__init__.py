@@ -11,14 +11,16 @@ residual   tensor-parallel all-reduce and residual add that end a sub-block
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from perfest.layers.attention import attention_ops
 from perfest.layers.context import Ctx
 from perfest.layers.mla import mla_ops
 from perfest.layers.mlp import mlp_ops
 from perfest.layers.moe import moe_ops
 from perfest.layers.norm import norm_op
-from perfest.layers.residual import block_output_ops
-from perfest.ops import Op
+from perfest.layers.residual import block_output_ops, region_entry
+from perfest.ops import Access, Op, Tensor
 from perfest.symbols import b, s
 
 __all__ = ["Ctx", "decoder_block"]
@@ -28,32 +30,57 @@ def decoder_block(ctx: Ctx, moe: bool = False, window: bool = False) -> list[Op]
     """One decoder block. Sequential: x + attn(norm(x)), then x + mlp(norm(x)).
     Parallel (GPT-J, Falcon-7B): x + attn(norm(x)) + mlp(norm(x)) with one shared norm.
     `moe`: the MLP is a mixture of experts (its branches: routed, and shared if any);
-    `window`: attention within the model's sliding window."""
-    rows = (b * s, ctx.h)
+    `window`: attention within the model's sliding window.
+
+    The residual stream between the two sub-blocks is its own tensor (x.mid), so that what
+    each op saves for backward names the value it really keeps."""
+    rows = (ctx.rows, ctx.h)  # b·s (b·s/tp with sequence parallelism)
     x = ctx.act("x", *rows)  # the residual stream
-    attn_in, attn_out = ctx.act("attn.in", *rows), ctx.act("attn.y", *rows)
-    mlp_out = ctx.act("mlp.y", *rows)
+    attn_in = ctx.act("attn.in", *rows)
+    attn_out, mlp_out = ctx.act("attn.y", b * s, ctx.h), ctx.act("mlp.y", b * s, ctx.h)
+    attn_entry, attn_x = region_entry("attn", ctx, attn_in)
     if ctx.model.mla:
-        attention = mla_ops(ctx, attn_in, attn_out)
+        attention = mla_ops(ctx, attn_x, attn_out)
     else:
-        attention = attention_ops(ctx, attn_in, attn_out, window)
+        attention = attention_ops(ctx, attn_x, attn_out, window)
     if ctx.model.parallel_block:
-        return [
+        ops = [
             norm_op("attn_norm", ctx, x, attn_in),
+            *attn_entry,
             *attention,
-            *mlp_ops(ctx, attn_in, mlp_out),
+            *mlp_ops(ctx, attn_x, mlp_out),
             *block_output_ops("block", ctx, x, (attn_out, mlp_out)),
         ]
-    mlp_in = ctx.act("mlp.in", *rows)
+        return _save_local(ops, attn_x, attn_in)
+    x_mid, mlp_in = ctx.act("x.mid", *rows), ctx.act("mlp.in", *rows)
+    mlp_entry, mlp_x = region_entry("mlp", ctx, mlp_in)
     if moe:
-        mlp, branches = moe_ops(ctx, mlp_in, mlp_out)
+        mlp, branches = moe_ops(ctx, mlp_x, mlp_out)
     else:
-        mlp, branches = mlp_ops(ctx, mlp_in, mlp_out), (mlp_out,)
-    return [
+        mlp, branches = mlp_ops(ctx, mlp_x, mlp_out), (mlp_out,)
+    ops = [
         norm_op("attn_norm", ctx, x, attn_in),
+        *attn_entry,
         *attention,
-        *block_output_ops("attn", ctx, x, (attn_out,)),
-        norm_op("mlp_norm", ctx, x, mlp_in),
+        *block_output_ops("attn", ctx, x, (attn_out,), x_mid),
+        norm_op("mlp_norm", ctx, x_mid, mlp_in),
+        *mlp_entry,
         *mlp,
-        *block_output_ops("mlp", ctx, x, branches),
+        *block_output_ops("mlp", ctx, x_mid, branches, x),
+    ]
+    return _save_local(_save_local(ops, attn_x, attn_in), mlp_x, mlp_in)
+
+
+def _save_local(ops: list[Op], gathered: Tensor, local: Tensor) -> list[Op]:
+    """With sequence parallelism a column-parallel product keeps its input's local rows, not
+    the gathered input (Megatron saves the shard and gathers it again for the weight
+    gradient); without it the two are the same tensor and nothing changes."""
+    if gathered is local:
+        return ops
+    keep = Access(local, local.elements)
+    return [
+        replace(op, saves=tuple(keep if a.tensor == gathered else a for a in op.saves))
+        if any(a.tensor == gathered for a in op.saves)
+        else op
+        for op in ops
     ]

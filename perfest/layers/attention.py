@@ -27,19 +27,42 @@ kernel skipping the tiles outside the band.
 Attention sinks (gpt-oss): a learned logit per head joins each softmax's denominator — one more
 exp and add per row of s·t scores, negligible and not counted; their n_h parameters are read.
 QK-norm (Qwen3): RMSNorm over each head's q and k before RoPE, 4 FLOPs per element (as norms).
+
+Training (ctx.training): no KV cache: K and V are activations of the pass, and with context
+parallelism (cp > 1) each device's s = S/cp queries attend to the t = S keys gathered from the
+ring of cp devices (`kv_allgather`: the ring exchange moves the same (cp − 1)/cp of K and V).
+What backward needs (`saves`): eager attention keeps q, k, v and the s×t probabilities (the
+products' operands); flash attention keeps q, k, v, its output and the fp32 log-sum-exp of each
+score row (b·n_h·s), and recomputes the scores in backward (FlashAttention-2, Dao 2023).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from perfest.layers.context import Ctx
 from perfest.layers.norm import NORM_FLOPS_PER_ELEMENT
-from perfest.ops import Group, Op, Tensor, elementwise, matmul, read
+from perfest.ops import (
+    Access,
+    Axis,
+    CollectiveKind,
+    Fn,
+    Group,
+    Op,
+    Tensor,
+    collective,
+    elementwise,
+    matmul,
+    read,
+)
 from perfest.symbols import Derived, Expr, b, mul, s, t
 
 #: RoPE: x·cos + rotate(x)·sin → 2 multiplies and 1 add per rotated element.
 ROPE_FLOPS_PER_ELEMENT = 3
 #: Softmax: max, subtract, exp, sum, divide per score.
 SOFTMAX_FLOPS_PER_ELEMENT = 5
+#: Dropout: compare a random number with p, scale the kept values (Srivastava et al. 2014).
+DROPOUT_FLOPS_PER_ELEMENT = 2
 
 
 def window_context(window: int) -> Derived:
@@ -80,6 +103,8 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor, window: bool = False) -> list[
                 NORM_FLOPS_PER_ELEMENT["rmsnorm"],
                 reads=(read(qkv, normed), *gammas),
                 writes=(read(qkv, normed),),
+                fn=Fn.NORM,
+                saves=(read(qkv, normed),),
             )
         )
     if m.rope_dim:
@@ -93,23 +118,28 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor, window: bool = False) -> list[
                 ROPE_FLOPS_PER_ELEMENT,
                 reads=(read(qkv, rotated), read(cos_sin)),  # x, cos/sin table [s, d_rope]
                 writes=(read(qkv, rotated),),
+                fn=Fn.ROPE,
             )
         )
-    cache = ctx.kv_cache("attn.kv_cache", b, context, 2 * n_kv * d)  # K and V of t (t_w) tokens
-    kv_new = b * s * 2 * n_kv * d  # this pass's k and v, appended to the cache
-    ops.append(
-        elementwise(
-            "kv_cache_write",
-            Group.ATTENTION,
-            kv_new,
-            0,
-            reads=(read(qkv, kv_new),),
-            writes=(read(cache, kv_new),),
-        )
-    )
     out = ctx.act("attn.out", b * s, n_h * d)
     sinks = ctx.param("attn.sinks", n_h) if m.attention_sinks else None
-    ops += core_ops(ctx, (qkv, cache, cache, out), (d, d), n_kv, context, sinks)
+    if ctx.training:
+        ops += _training_core(ctx, qkv, out, context, sinks)
+    else:
+        cache = ctx.kv_cache("attn.kv_cache", b, context, 2 * n_kv * d)  # K, V of t (t_w) tokens
+        kv_new = b * s * 2 * n_kv * d  # this pass's k and v, appended to the cache
+        ops.append(
+            elementwise(
+                "kv_cache_write",
+                Group.ATTENTION,
+                kv_new,
+                0,
+                reads=(read(qkv, kv_new),),
+                writes=(read(cache, kv_new),),
+                fn=Fn.COPY,
+            )
+        )
+        ops += core_ops(ctx, (qkv, cache, cache, out), (d, d), n_kv, context, sinks)
     # [b·s, n_h·d] @ [n_h·d, h]
     ops.append(
         matmul(
@@ -127,6 +157,32 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor, window: bool = False) -> list[
     return ops
 
 
+def _training_core(
+    ctx: Ctx, qkv: Tensor, out: Tensor, context: Expr = t, sinks: Tensor | None = None
+) -> list[Op]:
+    """The core without a KV cache; with cp > 1, K and V gathered over the context ring."""
+    d, n_h, n_kv = ctx.d, ctx.n_h, ctx.n_kv
+    k, v = (ctx.act(f"attn.{name}", b, t, n_kv * d) for name in ("k", "v"))
+    ops = []
+    if ctx.cp > 1:  # the ring brings the other cp − 1 chunks of K and V
+        kv = ctx.act("attn.kv", b, t, 2 * n_kv * d)
+        ops.append(collective("kv_allgather", CollectiveKind.ALL_GATHER, Axis.CP, ctx.cp, kv))
+    core = core_ops(ctx, (qkv, k, v, out), (d, d), n_kv, context, sinks)
+    if not ctx.flash:
+        return ops + core
+    # flash keeps this device's q, k, v, the output and the log-sum-exp of each score row
+    scores, softmax, values = core
+    local = b * s * n_kv * d
+    lse = ctx.stat("attn.lse", b * n_h, s)
+    qkv_saves = (Access(qkv, b * s * n_h * d), Access(k, local), Access(v, local))
+    return [
+        *ops,
+        replace(scores, saves=qkv_saves),
+        softmax,
+        replace(values, saves=(read(out), read(lse))),
+    ]
+
+
 def core_ops(
     ctx: Ctx,
     operands: tuple[Tensor, Tensor, Tensor, Tensor],
@@ -137,9 +193,10 @@ def core_ops(
 ) -> list[Op]:
     """softmax(q·kᵀ/√d_k)·v over `context` keys, for the device's n_h query heads.
 
-    operands (q, keys, values, out); dims (d_k, d_v); `kv_heads` distinct key and value
-    operands per sequence (n_kv for GQA; 1 when every head reads one shared latent, as
-    absorbed latent attention does). `sinks`: a learned logit per head (read by the softmax).
+    operands (q, keys, values, out) — keys and values the KV cache in inference, activations in
+    training; dims (d_k, d_v); `kv_heads` distinct key and value operands per sequence (n_kv
+    for GQA; 1 when every head reads one shared latent, as absorbed latent attention does).
+    `sinks`: a learned logit per head (read by the softmax).
     """
     q, keys, values, out = operands
     d_k, d_v = dims
@@ -148,6 +205,11 @@ def core_ops(
     scores = ctx.act("attn.scores", b * n_h, s, context)  # [b·n_h, s, t], on chip with flash
     n_scores = b * n_h * s * context
     softmax_reads = (read(scores, n_scores),) if eager else ()
+    probs = scores
+    dropout = []
+    if eager and ctx.dropout:  # dropout on the probabilities (kept, and its mask, for backward)
+        probs = ctx.act("attn.probs", b * n_h, s, context)
+        dropout = [dropout_op("attn_dropout", Group.ATTENTION, ctx, scores, probs, n_scores)]
     return [
         # [s, d_k] @ [d_k, t] per (sequence, head): q·kᵀ
         matmul(
@@ -171,12 +233,15 @@ def core_ops(
             reads=softmax_reads + ((read(sinks),) if sinks is not None else ()),
             writes=(read(scores, n_scores),) if eager else (),
             kernels=1 if eager else 0,
+            fn=Fn.SOFTMAX,
+            saves=(read(scores, n_scores),) if eager else (),  # backward needs the output
         ),
+        *dropout,
         # [s, t] @ [t, d_v] per (sequence, head): probabilities · v
         matmul(
             "attn_values",
             Group.ATTENTION,
-            scores,
+            probs,
             values,
             out,
             m=s,
@@ -188,6 +253,21 @@ def core_ops(
             kernels=1 if eager else 0,
         ),
     ]
+
+
+def dropout_op(name: str, group: Group, ctx: Ctx, x: Tensor, y: Tensor, n) -> Op:
+    """y = x·mask/(1 − p) over n elements; the one-byte mask is kept for backward."""
+    mask = ctx.mask(f"{name}.mask", n)
+    return elementwise(
+        name,
+        group,
+        n,
+        DROPOUT_FLOPS_PER_ELEMENT,
+        reads=(read(x, n),),
+        writes=(read(y, n), read(mask)),
+        fn=Fn.DROPOUT,
+        saves=(read(mask),),
+    )
 
 
 def kv_elements_per_token(ctx: Ctx) -> int:

@@ -13,7 +13,7 @@ from perfest.enums import StrEnum
 from perfest.ops import Role, Tensor
 from perfest.sharding import Layout, Shard, shard
 from perfest.specs import DTYPE_BYTES, SCALE_BYTES_PER_WEIGHT, ModelConfig, Workload
-from perfest.symbols import Expr, Sym, expr
+from perfest.symbols import Expr, Sym, b, expr, mul, s
 
 #: Bytes per element of a token id (int64, as PyTorch embeds them).
 TOKEN_ID_BYTES = 8.0
@@ -98,6 +98,14 @@ class Ctx:
     # Prefixes the names of the tensors built, so that two segments' layers hold distinct
     # tensors (a tensor named alike in two segments is one shared tensor: perfest.graph).
     scope: str = ""
+    # --- Training (perfest.training) -----------------------------------------------------
+    # training: no KV cache (keys and values are activations of the pass), the LM head feeds
+    # the loss over all positions (no logits all-gather), and tensor-parallel regions are
+    # entered explicitly (Megatron's copy / all-gather), so their backward can be derived.
+    training: bool = False
+    sequence_parallel: bool = False  # norms, residuals, dropout on b·s/tp rows (Korthikanti)
+    cp: int = 1  # context parallelism: this device's queries attend to keys gathered over cp
+    dropout: bool = False  # dropout after attention probabilities and each sub-block
 
     @classmethod
     def of(cls, model: ModelConfig, w: Workload, phase: Phase = Phase.PREFILL) -> Ctx:
@@ -144,6 +152,14 @@ class Ctx:
     def d_rope(self) -> Sym:
         return Sym("d_rope", self.model.rope_dim)
 
+    @property
+    def rows(self) -> Expr:
+        """Rows of the residual stream on this device: b·s, or b·s/tp with sequence
+        parallelism (each device holds its share of the sequence between the TP regions)."""
+        if self.sequence_parallel and self.shard.split:
+            return mul(b, s, Sym("1/tp", 1 / self.shard.tp))
+        return mul(b, s)
+
     # Tensors.
     def act(self, name: str, *shape: Expr | int) -> Tensor:
         """An activation in the compute dtype."""
@@ -175,6 +191,14 @@ class Ctx:
         """A bank of routed experts' biases, in the activation dtype (`routed`, as the weights)."""
         dt = self.dt
         return Tensor(self.scope + name, Role.WEIGHT, _shape(shape), dt.act, dt.act_size, True)
+
+    def stat(self, name: str, *shape: Expr | int) -> Tensor:
+        """Per-row statistics a kernel keeps for its backward (mean, 1/σ, log-sum-exp): fp32."""
+        return Tensor(self.scope + name, Role.ACTIVATION, _shape(shape), "fp32", 4.0)
+
+    def mask(self, name: str, *shape: Expr | int) -> Tensor:
+        """A dropout mask, one byte per element (PyTorch keeps it as bool/uint8)."""
+        return Tensor(self.scope + name, Role.ACTIVATION, _shape(shape), "uint8", 1.0)
 
     def kv_cache(self, name: str, *shape: Expr | int) -> Tensor:
         return Tensor(self.scope + name, Role.KV_CACHE, _shape(shape), self.dt.kv, self.dt.kv_size)

@@ -14,7 +14,7 @@ add, divide, multiply → 5; GELU (erf or tanh form) ≈ 8; ReLU 1; gating adds 
 from __future__ import annotations
 
 from perfest.layers.context import Ctx
-from perfest.ops import Group, Op, Tensor, elementwise, matmul, read
+from perfest.ops import Fn, Group, Op, Tensor, elementwise, matmul, read
 from perfest.symbols import Expr, Sym, b, s
 
 ACTIVATION_FLOPS_PER_ELEMENT = {"silu": 5, "gelu": 8, "gelu_tanh": 8, "relu": 1}
@@ -35,16 +35,20 @@ def mlp_ops(ctx: Ctx, x: Tensor, y: Tensor, i: Sym | None = None, prefix: str = 
     inner = b * s * i  # elements of the [b·s, i] intermediate
     gate, up, act = (ctx.act(f"{prefix}.{n}", b * s, i) for n in ("gate", "up", "act"))
     act_flops = ACTIVATION_FLOPS_PER_ELEMENT[m.activation] + (1 if gated else 0)
+    inputs = (read(gate, inner), read(up, inner)) if gated else (read(up, inner),)
     ops = [proj(f"{prefix}_gate", x, gate, h, i)] if gated else []  # [b·s, h] @ [h, i]
     ops += [
         proj(f"{prefix}_up", x, up, h, i),  # [b·s, h] @ [h, i]
+        # a fused kernel: backward needs its inputs (the gate and up outputs) only
         elementwise(
             f"{prefix}_act",
             Group.MLP,
             inner,
             act_flops,
-            reads=(read(gate, inner), read(up, inner)) if gated else (read(up, inner),),
+            reads=inputs,
             writes=(read(act, inner),),
+            fn=Fn.ACTIVATION,
+            saves=inputs,
         ),
         proj(f"{prefix}_down", act, y, i, h),  # [b·s, i] @ [i, h]
     ]

@@ -43,6 +43,10 @@ DEVICE = click.option(
 )
 @click.option("--repeats", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--warmup", type=click.IntRange(0), default=2, show_default=True)
+@click.option("--train", is_flag=True,
+              help="Time a training step (forward, backward, optimizer) of --batch sequences "
+              "of --input-len tokens instead.")  # fmt: skip
+@click.option("--optimizer", default="adamw", show_default=True, help="With --train.")
 @output_options
 @reports_errors
 def validate(
@@ -53,12 +57,17 @@ def validate(
     layers: int | None,
     repeats: int,
     warmup: int,
+    train: bool,
+    optimizer: str,
     as_json: bool,
     as_csv: bool,
     **kwargs,
 ) -> None:
     """Time prefill and decode of a PyTorch reference of MODEL on this machine and compare with
     perfest's prediction (default spec: this device, calibrated on first use, ~25 s)."""
+    if train:
+        return _validate_training(model, gpu, device, repeats, warmup, optimizer, as_json,
+                                  as_csv, pick_workload(kwargs))  # fmt: skip
     from perfest.validate.render import render_validation, validation_csv
     from perfest.validate.run import validate as run
 
@@ -106,6 +115,20 @@ def _announce_calibration(model: str, device: str) -> None:
             f"saved to {path})",
             err=True,
         )
+
+
+def _validate_training(model, gpu, device, repeats, warmup, optimizer, as_json, as_csv, w):
+    from perfest.validate.render import render_train_validation, train_validation_csv
+    from perfest.validate.train_run import validate_training
+
+    with progress(4, "validating a training step") as advance:
+        result = validate_training(
+            model, gpu, device, batch=w.get("batch") or 1, seq_len=w.get("input_len") or 128,
+            dtype=w.get("dtype"), optimizer=optimizer, attention=w.get("attention") or "flash",
+            repeats=repeats, warmup=warmup, progress=advance,
+        )  # fmt: skip
+    emit(as_json, as_csv, result.to_dict, lambda: train_validation_csv(result),
+         lambda console: render_train_validation(result, console))  # fmt: skip
 
 
 @click.command()

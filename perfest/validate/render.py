@@ -9,6 +9,7 @@ from perfest.export import to_csv
 from perfest.render import seconds, si
 from perfest.specs import HardwareSpec
 from perfest.validate.run import Validation
+from perfest.validate.train_run import TrainValidation
 
 
 def _err(pct: float) -> str:
@@ -87,3 +88,22 @@ def render_calibration(spec: HardwareSpec, curves: dict, console: Console) -> No
         f" of peak; element-wise {si(spec.vector_flops, 'FLOP/s')}; per-op overhead "
         f"{spec.kernel_launch_us:g} µs; memory {spec.memory_gb:g} GB"
     )
+
+
+def render_train_validation(v: TrainValidation, console: Console) -> None:
+    console.print(
+        f"[bold]{v.model}[/] training step on {v.device} (torch {v.torch}), predicted with "
+        f"{v.hardware}: batch {v.batch}, sequence {v.seq_len}, {v.dtype}, {v.optimizer}, "
+        f"{v.attention} attention"
+    )
+    table = Table(title="phases (error = (predicted − measured) / measured)", title_justify="left")
+    for col in ("phase", "predicted", "measured", "error"):
+        table.add_column(col, justify="left" if col == "phase" else "right")
+    for p in v.phases:
+        table.add_row(p.phase, seconds(p.predicted_s), seconds(p.measured_s), _err(p.error_pct))
+    console.print(table)
+
+
+def train_validation_csv(v: TrainValidation) -> str:
+    rows = [[p.phase, p.predicted_s, p.measured_s, p.error_pct] for p in v.phases]
+    return to_csv(("phase", "predicted_s", "measured_s", "error_pct"), rows)
