@@ -34,6 +34,7 @@ LAZY_COMMANDS = {
     "roofline": "perfest.sweep_cli:roofline",
     "validate": "perfest.validate.cli:validate",
     "calibrate": "perfest.validate.cli:calibrate",
+    "explain": "perfest.explain_cli:explain",
     "train": "perfest.train_cli:train",
 }
 

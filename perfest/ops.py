@@ -141,7 +141,8 @@ class Gemm:
 
     @property
     def flops(self) -> Expr:
-        return mul(2, self.m, self.k, self.n, self.batch)
+        """2·batch·m·k·n (written batch first: 2·b·n_h·s·d·t reads as the attention formula)."""
+        return mul(2, self.batch, self.m, self.k, self.n)
 
 
 @dataclass(frozen=True, slots=True)
