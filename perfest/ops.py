@@ -269,6 +269,24 @@ def matmul(
     )
 
 
+def fold(
+    op: Op,
+    flops: Expr | float = ZERO,
+    reads: tuple[Access, ...] = (),
+    writes: tuple[Access, ...] | None = None,
+) -> Op:
+    """`op` with element-wise work fused into its prologue or epilogue (perfest.layers.fusion):
+    the extra FLOPs and reads (what the fused work needs besides the op's own operands) and,
+    when given, the writes that replace the op's. The fused work's intermediates never reach
+    memory, so they appear nowhere."""
+    return replace(
+        op,
+        flops=op.flops + flops,
+        reads=op.reads + reads,
+        writes=op.writes if writes is None else writes,
+    )
+
+
 def grad(x: Tensor, dtype: tuple[str, float] | None = None) -> Tensor:
     """The gradient of `x`, in its shape: a weight's gradient has role GRADIENT (kept until
     the optimizer step and reduced over data parallelism), an activation's is an ACTIVATION

@@ -258,9 +258,9 @@ class Plan:
                 dequant.get((), 0) * dequant_rate,
             )
             return "linear", (*linear, op_peak, weight, overhead)
-        extra = _sparse(bias, monos, 1, "bias FLOPs", op)
+        extra = _sparse(bias, monos, 2, "bias and fused FLOPs", op)
         dq = _sparse(dequant, monos, 1, "dequant", op) if dequant else (0, 0)
-        byte_pairs = _sparse(nbytes, monos, 3, "bytes", op)
+        byte_pairs = _sparse(nbytes, monos, 4, "bytes", op)
         return "gemm", (dims, extra, byte_pairs, dq, dequant_rate, op_peak, weight, overhead)
 
     def _term(self, family: str, sig: tuple, n: int) -> tuple:
@@ -302,14 +302,13 @@ class Plan:
                 weight,
                 overhead * n,
             )
-        dims, (ix, cx), byte_pairs, (idq, cdq), rate, op_peak, weight, overhead = sig
+        dims, extra, byte_pairs, (idq, cdq), rate, op_peak, weight, overhead = sig
         return (
             *dims[0],
             *dims[1],
             *dims[2],
             *dims[3],
-            ix,
-            cx,
+            *extra,
             *byte_pairs,
             idq,
             cdq * rate * n,
@@ -484,7 +483,8 @@ class Plan:
             if sink is not None:
                 sink.append((index, tm, tb, 0.0, o, tt, rl, bound, f * n_inst, mm * n_inst))
         for (
-            im, cm, ik, ck, in_, cn, ib, cb, ix, cx, j1, y1, j2, y2, j3, y3, idq, cdq,
+            im, cm, ik, ck, in_, cn, ib, cb, ix, cx, ix2, cx2, j1, y1, j2, y2, j3, y3, j4, y4,
+            idq, cdq,
             ipc, ibmc, rowc, ibgc, ipk, ibwc, n_inst, is_weight, o, index,
         ) in gemm:  # fmt: skip
             m, k, n, bt = cm * M[im], ck * M[ik], cn * M[in_], cb * M[ib]
@@ -499,13 +499,13 @@ class Plan:
             else:
                 columns = tuple((tn_, bt * -(-n // tn_)) for tn_ in tns)
                 area, mtc = cheapest_tiles(m, columns, waves, r, 2.0 * k * ipc, unpack)
-            extra = cx * M[ix]  # bias adds in the epilogue
+            extra = cx * M[ix] + cx2 * M[ix2]  # bias adds, fused element-wise work (epilogue)
             mm = 2.0 * m * k * n * bt
             f = mm + extra
             tm = (2.0 * k * area + extra) * ipc
             if unpack:  # weight-only: unpack the weights once per m-tile
                 tm += unpack * mtc
-            y = y1 * M[j1] + y2 * M[j2] + y3 * M[j3]
+            y = y1 * M[j1] + y2 * M[j2] + y3 * M[j3] + y4 * M[j4]
             tb = y * ibmc
             if (bt == 1 or is_weight) and (rowc or ibgc):
                 # a single product streams its weights (CPU BLAS); so does each of a grouped
