@@ -386,13 +386,15 @@ def _loss(op: Op, ctx: Ctx, grads: Grads) -> tuple[Op, ...]:
 
 
 def _router(op: Op, ctx: Ctx, grads: Grads) -> tuple[Op, ...]:
-    """Through the k selected weights to the logits (module docstring)."""
+    """Through the k selected weights to the logits (module docstring): reads the kept scores,
+    the k weights' gradients and the k expert ids (the top-k tensor holds both, half each)."""
     logits = op.reads[0]
     scores, topk = op.saves
+    half = mul(topk.elements, 0.5)
     flops = SCORING_BACKWARD_FLOPS[ctx.model.router_scoring]
     d_logits = Access(grad(logits.tensor), logits.elements)
     return (elementwise(f"{op.name}.bwd", op.group, logits.elements, flops,
-                        (scores, Access(grad(topk.tensor), topk.elements), topk),
+                        (scores, Access(grad(topk.tensor), half), Access(topk.tensor, half)),
                         (d_logits,)),)  # fmt: skip
 
 
@@ -411,7 +413,7 @@ def _combine(op: Op, ctx: Ctx, grads: Grads) -> tuple[Op, ...]:
     (y,) = op.writes
     routed, weights = op.saves
     d_routed = Access(grad(routed.tensor), routed.elements)
-    d_weights = Access(grad(weights.tensor), weights.elements)
+    d_weights = Access(grad(weights.tensor), mul(weights.elements, 0.5))  # the k weights
     return (elementwise(f"{op.name}.bwd", op.group, routed.elements, COMBINE_BACKWARD_FLOPS,
                         (Access(grad(y.tensor), y.elements), routed, weights),
                         (d_routed, d_weights)),)  # fmt: skip
