@@ -124,7 +124,8 @@ def stage_layers(L: int, pp: int) -> list[int]:
     return [base + (1 if 0 < i <= extra else 0) for i in range(pp)] if extra else [base] * pp
 
 
-def stage_counts(model: ModelConfig, pp: int, v: int = 1) -> list[tuple[tuple[PartKey, int], ...]]:
+@lru_cache(maxsize=1024)
+def stage_counts(model: ModelConfig, pp: int, v: int = 1) -> tuple[tuple[tuple[PartKey, int], ...]]:
     """The parts each stage runs, with their counts: the embedding on the first, the head on
     the last, and the model's layers in order — split by `stage_layers` (v = 1), or in pp·v
     chunks of L/(pp·v) with stage i holding chunks i, i + pp, … (the interleaved schedule) —
@@ -147,7 +148,7 @@ def stage_counts(model: ModelConfig, pp: int, v: int = 1) -> list[tuple[tuple[Pa
         counts += tuple((key, found.count(key)) for key in order if key in found)
         counts += ((HEAD, 1),) if i == pp - 1 else ()
         out.append(counts)
-    return out
+    return tuple(out)
 
 
 class Stage(NamedTuple):
