@@ -186,3 +186,17 @@ def test_expert_gradients_are_reduced_over_the_expert_data_parallel_group(moe):
     reduce = {c.name: c for c in two.collectives}["data-parallel gradient all-reduce"]
     alone = {c.name: c for c in four.collectives}["data-parallel gradient all-reduce"]
     assert reduce.total_s > alone.total_s  # the experts' gradients travel too
+
+
+def test_a_windowed_layer_trains_over_its_band():
+    # gpt-oss-20b, one sequence of s = 256 > w = 128: 64 heads of d = 64; a windowed layer's
+    # scores 2·64·256·min(256, 128)·64 = 268,435,456 FLOPs (the band a sliding-window kernel
+    # computes), a global layer's twice that; flash's backward is 5 products of each
+    point = {"b": 1, "s": 256, "t": 256, "s_logits": 256}
+    parts = build_parts(Shape(perfest.load_model("gpt-oss-20b"), "bf16", "fp32", True, 1, 1,
+                              False))  # fmt: skip
+    window, full = parts[layer_key((True, True))], parts[layer_key((True, False))]
+    assert op(window.forward, "attn_scores").flops.value(point) == 268_435_456
+    assert op(full.forward, "attn_scores").flops.value(point) == 2 * 268_435_456
+    core = [o for o in window.backward.ops if o.activation_product]
+    assert sum(o.flops.value(point) for o in core) == 5 * 268_435_456
