@@ -5,7 +5,8 @@ Definitions (README, "Training"):
     tokens per step      B·S (B global batch in sequences, S sequence length)
     model FLOPs          3 × the forward pass's matrix-product FLOPs of the whole model at the
                          global batch, dense attention: per token 6·N_matmul + 12·L·n_h·d·S
-                         (N_matmul the weights of the matrix products, LM head included; PaLM's
+                         (N_matmul the weights of the matrix products, LM head included, a
+                         mixture's experts at k/E — each token runs its k experts; PaLM's
                          6N + 12·L·H·Q·T, Chowdhery et al. 2022, App. B; Megatron's
                          72·B·S·L·h²·(1 + S/(6h) + V/(12·h·L)) for a GPT block, Narayanan et
                          al. 2021) — the same for every layout

@@ -22,6 +22,11 @@ parallelism, and Megatron-LM shards its distributed optimizer over both):
     logits       the last stage's logits (storage dtype) and the loss's fp32 probabilities,
                  one micro-batch (the last stage runs each micro-batch's backward at once)
 
+A mixture of experts holds E/ep of each layer's experts (perfest.sharding); their weights are
+replicated over the expert-data-parallel ranks only, edp = tp·cp·dp/(etp·ep), so ZeRO divides
+the experts' share of each term by edp and the rest by D (perfest.training.evaluate:
+`Replicas`).
+
 This is the ZeRO paper's accounting (Rajbhandari et al. 2020, §3, Table 1): with 16-bit
 gradients and Adam (K = 12 bytes of master weights and states per parameter), 2Ψ + 2Ψ + KΨ
 per replica; ZeRO-1 2Ψ + 2Ψ + KΨ/D; ZeRO-2 2Ψ + (2 + K)Ψ/D; ZeRO-3 (4 + K)Ψ/D.

@@ -200,3 +200,17 @@ def test_a_windowed_layer_trains_over_its_band():
     assert op(full.forward, "attn_scores").flops.value(point) == 2 * 268_435_456
     core = [o for o in window.backward.ops if o.activation_product]
     assert sum(o.flops.value(point) for o in core) == 5 * 268_435_456
+
+
+def test_model_flops_of_a_mixture_are_six_times_its_active_matmul_weights():
+    # Mixtral-8x7B per layer: qkv 4096·(32 + 2·8)·128 = 25,165,824, out 4096² = 16,777,216,
+    # router 4096·8 = 32,768, k = 2 experts of 3·4096·14,336 = 176,160,768 → 394,297,344;
+    # ×32 layers + LM head 32,000·4096 = 131,072,000 → N = 12,748,587,008 active matmul
+    # weights (+ the 131 M embedding and the norms: Mixtral's published "12.9B active").
+    # PaLM's count per token 6·N + 12·L·n_h·d·S, at S = 4096 and one sequence:
+    from perfest.training.estimate import model_flops_per_step
+
+    n, s = 12_748_587_008, 4096
+    expected = 6 * n * s + 12 * 32 * 32 * 128 * s * s
+    got = model_flops_per_step(perfest.load_model("mixtral-8x7b"), 1, s)
+    assert got == pytest.approx(expected, rel=1e-12)
