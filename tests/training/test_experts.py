@@ -214,3 +214,12 @@ def test_model_flops_of_a_mixture_are_six_times_its_active_matmul_weights():
     expected = 6 * n * s + 12 * 32 * 32 * 128 * s * s
     got = model_flops_per_step(perfest.load_model("mixtral-8x7b"), 1, s)
     assert got == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in perfest.list_models() if perfest.load_model(n).moe])
+def test_a_training_step_holds_every_published_parameter(name):
+    # one device, pp = 1: its weights are the model's, each layer kind as many times as the
+    # model has it (the totals equal the published counts: tests/test_parameters.py)
+    m = perfest.load_model(name)
+    est = perfest.estimate_training(m, "b200", gpus=1, global_batch=1, seq_len=16)
+    assert est.memory.weights_bytes == 2 * perfest.count_parameters(m)  # bf16
