@@ -2,6 +2,7 @@
 benchmark, not a test).
 
     python benchmarks/bench_train_cpu.py [--spec hardware.yaml] [--repeats 5] [--threads 1]
+                                         [--models gpt2,llama-mini,mixtral-mini]
                                          [--json out.json]
 
 Calibrates this machine (unless --spec is given), then runs `perfest validate --train`'s
@@ -27,21 +28,27 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_accuracy import LLAMA_MINI
+from bench_accuracy import LLAMA_MINI, MIXTRAL_MINI
 from common import machine
 
 from perfest.catalog import load_hardware, load_model
 
-MODELS = {"gpt2": lambda: load_model("gpt2"), "llama-mini": lambda: LLAMA_MINI}
+MODELS = {
+    "gpt2": lambda: load_model("gpt2"),
+    "llama-mini": lambda: LLAMA_MINI,
+    # a mixture of experts (8 experts, top-2), routed by the reference's own top-k
+    "mixtral-mini": lambda: load_model(str(MIXTRAL_MINI)),
+}
 SHAPES = ((1, 128), (4, 128), (2, 512))  # (micro-batch, sequence)
 PHASES = ("forward", "backward", "optimizer", "step")
 
 
-def run_grid(spec, repeats: int) -> list[dict]:
+def run_grid(spec, repeats: int, models: list[str]) -> list[dict]:
     from perfest.validate.train_run import validate_training
 
     points = []
-    for name, make in MODELS.items():
+    for name in models:
+        make = MODELS[name]
         for b, s in SHAPES:
             v = validate_training(make(), spec, "cpu", batch=b, seq_len=s, repeats=repeats)
             for p in v.phases:
@@ -75,6 +82,11 @@ def main() -> None:
     parser.add_argument("--spec", help="hardware YAML (default: calibrate now)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads [1]")
+    parser.add_argument(
+        "--models",
+        default="gpt2,llama-mini",
+        help=f"comma-separated, of {', '.join(MODELS)} [gpt2,llama-mini]",
+    )
     parser.add_argument("--json", help="write the points here")
     args = parser.parse_args()
     import torch
@@ -90,7 +102,7 @@ def main() -> None:
         spec, _ = calibrate("cpu")
         path = write_spec(spec, Path(tempfile.mkdtemp()) / "cpu.yaml")
         print(f"calibrated: {path}", file=sys.stderr)
-    points = run_grid(spec, args.repeats)
+    points = run_grid(spec, args.repeats, args.models.split(","))
     print(f"load average at the end {os.getloadavg()[0]:.2f}", file=sys.stderr)
     print(markdown(points))
     if args.json:

@@ -7,7 +7,8 @@ a test).
 Loads the points of benchmarks/published_training.yaml (each with its source and exact
 conditions), runs `perfest.estimate_training` on each with perfest's default efficiencies
 (nothing here is tuned to the measurements), and prints predicted against measured per point,
-with the median |error| overall and per source.
+with the median |error| per group — dense models, and mixtures of experts apart — overall and
+per source.
 
     error       = (predicted − measured) / measured, on the metric as published (a throughput)
     time error  = measured / predicted − 1: the step time's error; positive = perfest predicts
@@ -28,8 +29,9 @@ import perfest
 from perfest.specs import ModelConfig
 
 HERE = Path(__file__).resolve().parent
-CONFIG_KEYS = ("tp", "pp", "cp", "interleave", "sequence_parallel", "zero", "micro_batch",
-               "global_batch", "seq_len", "dtype", "recompute", "attention")  # fmt: skip
+CONFIG_KEYS = ("tp", "pp", "cp", "ep", "etp", "interleave", "sequence_parallel", "zero",
+               "micro_batch", "global_batch", "seq_len", "dtype", "recompute",
+               "attention")  # fmt: skip
 
 
 def gpt(name: str, sizes: dict) -> ModelConfig:
@@ -61,12 +63,14 @@ def evaluate(pt: dict, models: dict) -> dict:
         )
     return {
         "id": pt["id"],
+        "group": "moe" if m.moe else "dense",
         "source": pt["source"].get("repo") or pt["source"]["url"],
         "model": m.name,
         "hardware": pt["hardware"],
         "gpus": pt["gpus"],
         "layout": f"tp{est.layout.tp} pp{est.layout.pp} cp{est.layout.cp} dp{est.layout.dp}"
-        f" v{est.layout.interleave} b{est.layout.micro_batch}",
+        + (f" ep{est.layout.ep}" if est.layout.ep > 1 else "")
+        + f" v{est.layout.interleave} b{est.layout.micro_batch}",
         "dtype": est.config.dtype,
         "metric": pt["metric"],
         "measured": measured,
@@ -115,18 +119,25 @@ def main(argv: list[str] | None = None) -> int:
     data = yaml.safe_load(args.data.read_text())
     models = {name: gpt(name, sizes) for name, sizes in data.get("models", {}).items()}
     rows = [evaluate(p, models) for p in data["points"]]
-    by_source = defaultdict(list)
-    for r in rows:
-        by_source[r["source"]].append(r)
-    summary = {"overall": stats(rows), "by_source": {k: stats(v) for k, v in by_source.items()}}
+    summary = {}
+    for group in ("dense", "moe"):
+        members = [r for r in rows if r["group"] == group]
+        if not members:
+            continue
+        by_source = defaultdict(list)
+        for r in members:
+            by_source[r["source"]].append(r)
+        summary[group] = {"overall": stats(members),
+                          "by_source": {k: stats(v) for k, v in by_source.items()}}  # fmt: skip
     print(table(rows))
     print()
-    print("| source | points | median abs error | median time error | worst (id) |")
-    print("|---|---:|---:|---:|---|")
-    for name, s in [("all", summary["overall"]), *summary["by_source"].items()]:
-        print(f"| {name} | {s['points']} | {s['median_abs_error_pct']:.0f} % | "
-              f"{s['median_time_error_pct']:+.0f} % | {s['worst_abs_error_pct']:.0f} % "
-              f"({s['worst_id']}) |")  # fmt: skip
+    print("| group | source | points | median abs error | median time error | worst (id) |")
+    print("|---|---|---:|---:|---:|---|")
+    for group, g in summary.items():
+        for name, s in [("all", g["overall"]), *g["by_source"].items()]:
+            print(f"| {group} | {name} | {s['points']} | {s['median_abs_error_pct']:.0f} % | "
+                  f"{s['median_time_error_pct']:+.0f} % | {s['worst_abs_error_pct']:.0f} % "
+                  f"({s['worst_id']}) |")  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"points": rows, "summary": summary}, indent=2))
     return 0

@@ -21,6 +21,8 @@ SCENARIOS = (
     ("llama-3-8b", "h100-sxm", {"gpus": 8, "global_batch": 128, "seq_len": 8192}),
     ("llama-3.1-70b", "h100-sxm", {"gpus": 64, "global_batch": 128, "seq_len": 8192}),
     ("gpt3-175b", "a100-80gb-sxm", {"gpus": 1024, "global_batch": 1536, "seq_len": 2048}),
+    # a mixture of experts: ep and etp searched too (each (tp, cp, ep, etp) compiled once)
+    ("qwen3-30b-a3b", "h100-sxm", {"gpus": 16, "global_batch": 1024, "seq_len": 4096}),
 )
 
 

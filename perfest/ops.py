@@ -61,6 +61,10 @@ class Fn(StrEnum):
     LOSS = "loss"  # cross-entropy over the logits
     TO_TP = "to_tp"  # entry of a tensor-parallel region: identity forward, all-reduce backward
     OPTIMIZER = "optimizer"  # an optimizer's update, gradient norm or zeroing
+    ROUTER = "router"  # a mixture of experts' scoring (softmax or sigmoid) and top-k selection
+    COMBINE = "combine"  # the weighted sum of each token's k expert outputs
+    PERMUTE = "permute"  # each token's row copied to its k experts' slots
+    GATE_SCALE = "gate_scale"  # a branch scaled by a sigmoid gate per row (shared experts)
 
 
 class Kind(StrEnum):
@@ -87,6 +91,7 @@ class Axis(StrEnum):
     DP = "dp"
     CP = "cp"
     EP = "ep"
+    ETP = "etp"  # expert tensor parallelism: an expert's inner dimension split (training)
 
 
 @dataclass(frozen=True, slots=True)

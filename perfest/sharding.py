@@ -22,6 +22,13 @@ groups of tp devices, each group attending to its own share of the sequences wit
 cache (devices = ep, tp must divide ep); tokens go to their experts' devices and back by
 all-to-all collectives over the ep ranks. Shared experts and dense layers stay under tp.
 
+Training (`etp` set: perfest.training) follows Megatron-Core's MoE parallel folding: the
+experts have their own expert-tensor-parallel degree etp (Megatron's default: tp), E/ep whole
+experts per device with each expert's inner dimension split over etp devices (ceil(i_e/etp));
+the shared experts and dense layers stay under tp. Which devices form the groups, and that
+etp·ep must divide the ranks of a pipeline stage, is the training layout's business
+(perfest.training.config).
+
 The network has two levels (HardwareSpec): devices within a node share a fast link (NVLink,
 xGMI, ICI, or PCIe in a PCIe box); nodes talk over the network (InfiniBand/RoCE NICs, one
 per device in DGX/HGX systems). A collective whose ranks all sit in one node runs on the
@@ -52,6 +59,7 @@ class Layout:
     cp: int = 1
     ep: int = 1
     dp_attention: bool = False  # attention data-parallel over ep/tp groups (module docstring)
+    etp: int | None = None  # training: the experts' own tensor-parallel degree (docstring)
 
     @property
     def devices(self) -> int:
@@ -73,6 +81,7 @@ class Shard:
     i_shared: int = 0  # the shared experts' inner dimension on this device
     ep: int = 1
     groups: int = 1  # attention data-parallel groups (dp_attention), each of tp devices
+    etp: int = 1  # devices each routed expert's inner dimension is split over
 
     @property
     def split(self) -> bool:
@@ -105,6 +114,10 @@ def _expert_widths(model: ModelConfig, layout: Layout) -> dict:
     tp, ep, E = layout.tp, layout.ep, model.num_experts
     if E % ep:
         raise SpecError(f"ep: {ep} does not divide the {E} experts of {model.name}")
+    if layout.etp is not None:  # training: Megatron-Core's parallel folding
+        etp = layout.etp
+        return dict(experts=E // ep, i_e=ceil(model.i_e / etp),
+                    i_shared=ceil(model.i_shared / tp), ep=ep, etp=etp)  # fmt: skip
     if layout.dp_attention:
         if ep % tp:
             raise SpecError(
@@ -121,7 +134,7 @@ def _expert_widths(model: ModelConfig, layout: Layout) -> dict:
         )
     expert_tp = tp // ep  # each expert's inner dimension is split over its group
     return dict(experts=E // ep, i_e=ceil(model.i_e / expert_tp),
-                i_shared=ceil(model.i_shared / tp), ep=ep)  # fmt: skip
+                i_shared=ceil(model.i_shared / tp), ep=ep, etp=expert_tp)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,8 @@ def _int(name: str, help_text: str, **kw):
 @_int("--pp", "Pipeline stages [1].")
 @_int("--cp", "Context-parallel degree (sequence split) [1].")
 @_int("--dp", "Data-parallel degree [GPUs / (tp·pp·cp)].")
+@_int("--ep", "Expert parallelism: experts divided over ep devices (mixtures of experts) [1].")
+@_int("--etp", "The experts' own tensor-parallel degree (Megatron-Core's folding) [tp].")
 @_int("--interleave", "Virtual pipeline stages per GPU (interleaved 1F1B) [1].")
 @click.option("--sequence-parallel", is_flag=True, default=None, help=SP_HELP)
 @_int("--zero", "ZeRO stage 0-3 over data parallelism (FSDP = 3) [0].")

@@ -68,6 +68,23 @@ def test_search_ranks_layouts():
     assert len(data["top"]) == 10 and data["evaluated"] == len(data["candidates"])
 
 
+def test_a_mixture_of_experts_with_expert_parallelism():
+    r = CliRunner().invoke(cli, ["train", "-m", "mixtral-8x7b", "-g", "h100-sxm", "--gpus", "16",
+                                 "--ep", "8", "--zero", "1", "--global-batch", "32", "--seq-len",
+                                 "4096"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    # dp 16, ep 8, etp 1: the experts' replicas are 16/8 = 2
+    for text in ("ep 8 · etp 1 · expert dp 2", "expert all-to-all and gathers (forward)",
+                 "expert all-to-all and gathers (backward)"):  # fmt: skip
+        assert text in r.output, text
+    # on 8 GPUs with tp 2 (etp 2 by default), etp·ep = 16 does not fit the 8 ranks of a stage
+    bad = CliRunner().invoke(cli, ["train", "-m", "mixtral-8x7b", "-g", "h100-sxm", "--gpus",
+                                   "8", "--tp", "2", "--ep", "8", "--sequence-parallel",
+                                   "--global-batch", "32", "--seq-len", "4096"])  # fmt: skip
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith("error: --ep: etp·ep = 2·8 does not divide the tp·cp·dp")
+
+
 def test_a_layout_that_does_not_fit_is_reported():
     r = CliRunner().invoke(cli, ["train", "-m", "llama-3.1-70b", "-g", "h100-sxm", "--gpus", "8",
                                  "--global-batch", "8", "--seq-len", "4096"])  # fmt: skip
@@ -91,6 +108,7 @@ def test_a_layout_that_does_not_fit_is_reported():
         (("--gpus", "8,16", "--dp", "2"), "--dp: a list of GPU counts derives dp"),
         (("--gpus", "8,16", "--search"), "--gpus: --search ranks the layouts of one GPU count"),
         (("--gpus", "8", "--tokens", "-1"), "--tokens: -1 must be positive"),
+        (("--gpus", "8", "--ep", "8"), "--ep: llama-3-8b has no experts to divide"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):

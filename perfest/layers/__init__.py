@@ -18,6 +18,7 @@ from perfest.layers.context import Ctx
 from perfest.layers.mla import mla_ops
 from perfest.layers.mlp import mlp_ops
 from perfest.layers.moe import moe_ops
+from perfest.layers.moe_training import moe_training_ops
 from perfest.layers.norm import norm_op
 from perfest.layers.residual import block_output_ops, region_entry
 from perfest.ops import Access, Op, Tensor
@@ -54,10 +55,16 @@ def decoder_block(ctx: Ctx, moe: bool = False, window: bool = False) -> list[Op]
         return _save_local(ops, attn_x, attn_in)
     x_mid, mlp_in = ctx.act("x.mid", *rows), ctx.act("mlp.in", *rows)
     mlp_entry, mlp_x = region_entry("mlp", ctx, mlp_in)
-    if moe:
+    if moe and ctx.training:  # tokens move by all-to-all (perfest.layers.moe_training)
+        mlp, branches = moe_training_ops(ctx, mlp_in, mlp_x, mlp_out)
+    elif moe:
         mlp, branches = moe_ops(ctx, mlp_x, mlp_out)
     else:
         mlp, branches = mlp_ops(ctx, mlp_x, mlp_out), (mlp_out,)
+    mlp_exit = block_output_ops("mlp", ctx, x_mid, branches, x)
+    if moe and ctx.training and not ctx.model.i_shared:  # the routed output is whole on
+        mlp_entry = []  # this device's rows: no tensor-parallel region to enter or end
+        mlp_exit = [op for op in mlp_exit if op.collective is None]
     ops = [
         norm_op("attn_norm", ctx, x, attn_in),
         *attn_entry,
@@ -66,7 +73,7 @@ def decoder_block(ctx: Ctx, moe: bool = False, window: bool = False) -> list[Op]
         norm_op("mlp_norm", ctx, x_mid, mlp_in),
         *mlp_entry,
         *mlp,
-        *block_output_ops("mlp", ctx, x_mid, branches, x),
+        *mlp_exit,
     ]
     return _save_local(_save_local(ops, attn_x, attn_in), mlp_x, mlp_in)
 

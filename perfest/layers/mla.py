@@ -39,14 +39,38 @@ cheap while decode is memory-bound. W_UK and W_UV are the two halves of kv_b's w
 parameters are the same in both forms. The form is chosen per phase (perfest.layers.context:
 `--mla auto|naive|absorbed`; auto = naive for prefill, absorbed for decode): the plan builds a
 graph for each phase when they differ.
+
+Training (ctx.training) runs the naive form without a cache, as Megatron-Core's and the
+Hugging Face training code do: kv_b_proj decompresses this pass's own latents (b·s of them),
+K = [K_nope, the shared RoPE key broadcast to every head] and V are activations of the pass
+(with context parallelism gathered over the cp ring, as plain attention's are), and the norms
+write new tensors so that what backward keeps is counted once per value (the norm's input
+and its output are both needed). Flash attention keeps q, k, v, its output and the
+log-sum-exp (perfest.layers.attention). The weight gradients of the latent projections,
+which are replicated over tp and fed by partial gradients from each rank's heads, need an
+all-reduce over tp per step (h·(c + d_r) + h·c_q values): not counted.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from perfest.layers.attention import ROPE_FLOPS_PER_ELEMENT, core_ops
 from perfest.layers.context import Ctx
 from perfest.layers.norm import norm_op
-from perfest.ops import Group, Op, Tensor, elementwise, matmul, read
+from perfest.ops import (
+    Access,
+    Axis,
+    CollectiveKind,
+    Fn,
+    Group,
+    Op,
+    Tensor,
+    collective,
+    elementwise,
+    matmul,
+    read,
+)
 from perfest.symbols import Sym, b, s, t
 
 
@@ -73,7 +97,8 @@ def mla_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
             n=c + d_r,
         )  # fmt: skip
     )
-    ops.append(norm_op("kv_a_norm", ctx, latent, latent, rows=rows, width=c))
+    normed = ctx.act("mla.kv_a.normed", rows, c) if ctx.training else latent
+    ops.append(norm_op("kv_a_norm", ctx, latent, normed, rows=rows, width=c))
     rotated = rows * (n_h + 1) * d_r  # every head's query and the one shared key
     ops.append(
         elementwise(
@@ -87,8 +112,14 @@ def mla_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
                 read(ctx.table("rope.cos_sin", s, d_r)),
             ),  # fmt: skip
             writes=(read(q, rows * n_h * d_r), read(latent, rows * d_r)),
+            fn=Fn.ROPE,
         )
     )
+    heads_out = ctx.act("attn.out", rows, n_h * d_v)
+    if ctx.training:
+        ops += _training(ctx, q, normed, heads_out, (d_n, d_r, d_v, c))
+        ops.append(_out_proj(ctx, heads_out, y))
+        return ops
     cache = ctx.kv_cache("attn.latent_cache", b, t, c + d_r)
     new = rows * (c + d_r)
     ops.append(
@@ -101,25 +132,19 @@ def mla_ops(ctx: Ctx, x: Tensor, y: Tensor) -> list[Op]:
             writes=(read(cache, new),),
         )  # fmt: skip
     )
-    heads_out = ctx.act("attn.out", rows, n_h * d_v)
     if ctx.mla_form == "naive":
         ops += _naive(ctx, q, cache, heads_out, (d_n, d_r, d_v, c))
     else:
         ops += _absorbed(ctx, q, cache, heads_out, (d_n, d_r, d_v, c))
-    # [b·s, n_h·d_v] @ [n_h·d_v, h]
-    ops.append(
-        matmul(
-            "out_proj",
-            Group.ATTENTION,
-            heads_out,
-            ctx.weight("attn.w_out", n_h * d_v, h),
-            y,
-            m=rows,
-            k=n_h * d_v,
-            n=h,
-        )  # fmt: skip
-    )
+    ops.append(_out_proj(ctx, heads_out, y))
     return ops
+
+
+def _out_proj(ctx: Ctx, heads_out: Tensor, y: Tensor) -> Op:
+    """[b·s, n_h·d_v] @ [n_h·d_v, h]"""
+    width = ctx.n_h * Sym("d_v", ctx.model.v_head_dim)
+    return matmul("out_proj", Group.ATTENTION, heads_out, ctx.weight("attn.w_out", width, ctx.h),
+                  y, m=b * s, k=width, n=ctx.h)  # fmt: skip
 
 
 def _query(ctx: Ctx, x: Tensor, q: Tensor, q_width) -> list[Op]:
@@ -130,6 +155,7 @@ def _query(ctx: Ctx, x: Tensor, q: Tensor, q_width) -> list[Op]:
                        m=rows, k=h, n=q_width)]  # fmt: skip
     c_q = Sym("c_q", m.q_lora_rank)
     q_a = ctx.act("mla.q_a", rows, c_q)
+    normed = ctx.act("mla.q_a.normed", rows, c_q) if ctx.training else q_a
     return [
         matmul(
             "q_a_proj",
@@ -141,11 +167,11 @@ def _query(ctx: Ctx, x: Tensor, q: Tensor, q_width) -> list[Op]:
             k=h,
             n=c_q,
         ),  # fmt: skip
-        norm_op("q_a_norm", ctx, q_a, q_a, rows=rows, width=c_q),
+        norm_op("q_a_norm", ctx, q_a, normed, rows=rows, width=c_q),
         matmul(
             "q_b_proj",
             Group.ATTENTION,
-            q_a,
+            normed,
             ctx.weight("attn.w_q_b", c_q, q_width),
             q,
             m=rows,
@@ -211,3 +237,38 @@ def _absorbed(ctx: Ctx, q: Tensor, cache: Tensor, out: Tensor, dims: tuple) -> l
             batch=n_h,
         ),  # fmt: skip
     ]
+
+
+def _training(ctx: Ctx, q: Tensor, latent: Tensor, out: Tensor, dims: tuple) -> list[Op]:
+    """The naive form on this pass's latents, no cache (module docstring)."""
+    d_n, d_r, d_v, c = dims
+    n_h, rows = ctx.n_h, b * s
+    kv = ctx.act("mla.kv", rows, n_h * (d_n + d_v))  # this pass's K_nope and V
+    k = ctx.act("mla.k", b, t, n_h * (d_n + d_r))  # every head's key: K_nope, the RoPE key
+    v = ctx.act("mla.v", b, t, n_h * d_v)
+    ops = [
+        # [b·s, c] @ [c, n_h·(d_n + d_v)]
+        matmul(
+            "kv_b_proj",
+            Group.ATTENTION,
+            latent,
+            ctx.weight("attn.w_kv_b", c, n_h * (d_n + d_v)),
+            kv,
+            m=rows,
+            k=c,
+            n=n_h * (d_n + d_v),
+        ),  # fmt: skip
+    ]
+    if ctx.cp > 1:  # the ring brings the other cp − 1 chunks of K and V
+        ring = ctx.act("mla.kv_ring", b, t, n_h * (d_n + d_r + d_v))
+        ops.append(collective("kv_allgather", CollectiveKind.ALL_GATHER, Axis.CP, ctx.cp, ring))
+    core = core_ops(ctx, (q, k, v, out), (d_n + d_r, d_v), n_h)
+    if not ctx.flash:
+        return ops + core
+    # flash keeps this device's q, k, v, the output and the log-sum-exp of each score row
+    scores, softmax, values = core
+    lse = ctx.stat("attn.lse", b * n_h, s)
+    local = (Access(q, rows * n_h * (d_n + d_r)), Access(k, rows * n_h * (d_n + d_r)),
+             Access(v, rows * n_h * d_v))  # fmt: skip
+    return [*ops, replace(scores, saves=local), softmax,
+            replace(values, saves=(read(out), read(lse)))]  # fmt: skip

@@ -34,6 +34,9 @@ dp_attention, each device sends its share of its group's tokens, b·s/tp rows pe
 point's per-group b, k copies each, to the experts' devices (all-to-all), and gets the outputs
 back the same way; a token sent to two experts of one device travels twice (DeepEP dedups it;
 an upper bound).
+
+Training runs the layer as Megatron-Core does, tokens moved by all-to-all over expert
+parallelism: perfest.layers.moe_training.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from perfest.layers.mlp import ACTIVATION_FLOPS_PER_ELEMENT, mlp_ops
 from perfest.ops import (
     Axis,
     CollectiveKind,
+    Fn,
     Group,
     Op,
     Tensor,
@@ -124,6 +128,7 @@ def moe_ops(ctx: Ctx, x: Tensor, y: Tensor) -> tuple[list[Op], tuple[Tensor, ...
             SCORING_FLOPS_PER_ELEMENT[m.router_scoring] + TOPK_FLOPS_PER_ELEMENT,
             reads=(read(logits, rows * E),),
             writes=(read(ctx.act("router.topk", rows, 2 * k)),),  # weights and expert ids
+            fn=Fn.ROUTER,
         ),
     ]
     a2a = ctx.workload is not None and ctx.workload.dp_attention and ctx.shard.ep > 1
@@ -145,6 +150,7 @@ def moe_ops(ctx: Ctx, x: Tensor, y: Tensor) -> tuple[list[Op], tuple[Tensor, ...
             COMBINE_FLOPS_PER_ELEMENT,
             reads=(read(routed_out, combined), read(ctx.act("router.topk", rows, 2 * k))),
             writes=(read(y, rows * h),),
+            fn=Fn.COMBINE,
         )
     )
     branches = (y,)
@@ -169,8 +175,12 @@ def moe_ops(ctx: Ctx, x: Tensor, y: Tensor) -> tuple[list[Op], tuple[Tensor, ...
     return ops, branches
 
 
-def _experts(ctx: Ctx, touched: tuple, sizes: tuple) -> list[Op]:
-    """The routed experts' grouped products: e_t products of m_e rows each (module docstring)."""
+def _experts(
+    ctx: Ctx, touched: tuple, sizes: tuple, rows_in: Tensor | None = None,
+    out: Tensor | None = None,
+) -> list[Op]:  # fmt: skip
+    """The routed experts' grouped products: e_t products of m_e rows each (module docstring);
+    `rows_in` and `out` name the rows they read and write (training: the dispatched buffers)."""
     m = ctx.model
     e_t, m_e = touched
     E_l, i_e = sizes
@@ -185,11 +195,12 @@ def _experts(ctx: Ctx, touched: tuple, sizes: tuple) -> list[Op]:
                       b_batch=e_t, bias=bias)  # fmt: skip
 
     # the kernel gathers each expert's rows of x by index: k reads of a token's row in all
-    rows_in = ctx.act("moe.x", assigned, h)
+    rows_in = ctx.act("moe.x", assigned, h) if rows_in is None else rows_in
     gate, up, act = (ctx.act(f"experts.{n}", assigned, i_e) for n in ("gate", "up", "act"))
-    out = ctx.act("moe.routed", assigned, h)
+    out = ctx.act("moe.routed", assigned, h) if out is None else out
     inner = assigned * i_e
     act_flops = ACTIVATION_FLOPS_PER_ELEMENT[m.activation] + (1 if gated else 0)
+    inputs = (read(gate, inner), read(up, inner)) if gated else (read(up, inner),)
     ops = [bank("expert_gate", rows_in, gate, h, i_e)] if gated else []
     return [
         *ops,
@@ -199,8 +210,10 @@ def _experts(ctx: Ctx, touched: tuple, sizes: tuple) -> list[Op]:
             Group.MLP,
             inner,
             act_flops,
-            reads=(read(gate, inner), read(up, inner)) if gated else (read(up, inner),),
+            reads=inputs,
             writes=(read(act, inner),),
+            fn=Fn.ACTIVATION,
+            saves=inputs,  # backward needs the activation's inputs (as the dense MLP's)
         ),
         bank("expert_down", act, out, i_e, h),  # [m_e, i_e] @ [i_e, h], e_t times
     ]

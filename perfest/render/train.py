@@ -15,6 +15,8 @@ from perfest.training.search import SearchResult
 def _layout(est: TrainingEstimate) -> str:
     lay, c = est.layout, est.config
     parts = [f"tp {lay.tp}", f"pp {lay.pp}", f"cp {lay.cp}", f"dp {lay.dp}"]
+    if lay.ep > 1 or lay.etp > 1:
+        parts.append(f"ep {lay.ep} · etp {lay.etp} · expert dp {lay.edp}")
     if lay.interleave > 1:
         parts.append(f"v {lay.interleave}")
     if lay.sequence_parallel:
@@ -139,12 +141,14 @@ def render_search(result: SearchResult, console: Console) -> None:
         f"{result.fitting:,} fit in memory"
     )
     table = Table(show_edge=False)
-    for col in ("#", "tp", "pp", "cp", "dp", "b", "v", "ZeRO", "recompute", "step",
-                "tokens/s/GPU", "MFU", "memory", "why"):  # fmt: skip
+    experts = any(r.candidate.layout.ep * r.candidate.layout.etp > 1 for r in result.top)
+    for col in ("#", "tp", "pp", "cp", "dp", *(("ep", "etp") if experts else ()), "b", "v",
+                "ZeRO", "recompute", "step", "tokens/s/GPU", "MFU", "memory", "why"):  # fmt: skip
         table.add_column(col, justify="left" if col in ("recompute", "why") else "right")
     for i, ranked in enumerate(result.top, 1):
         c, lay = ranked.candidate, ranked.candidate.layout
-        table.add_row(str(i), str(lay.tp), str(lay.pp), str(lay.cp), str(lay.dp),
+        degrees = [lay.tp, lay.pp, lay.cp, lay.dp, *((lay.ep, lay.etp) if experts else ())]
+        table.add_row(str(i), *map(str, degrees),
                       str(lay.micro_batch), str(lay.interleave), str(lay.zero), lay.recompute,
                       seconds(c.step_s), f"{c.tokens_per_s / result.gpus:,.1f}", f"{c.mfu:.1%}",
                       gb(c.memory_bytes), ranked.reason)  # fmt: skip

@@ -28,18 +28,25 @@ forward's are (a FLOP is one multiply or one add; exp, tanh, erf, sqrt count one
     embedding        PyTorch's dense backward: zero a whole-table gradient, add dx's rows into
                      it (1 per element), add it into the weight's gradient (1 per table element)
     loss             dlogits = (softmax − one-hot)/N: 2 per logit
+    experts          the router's scoring, the permutation of tokens to experts, the weighted
+                     combination of their outputs, a shared-expert gate: perfest.training
+                     .backward_experts
     collectives      all-reduce ending a TP region → none (Megatron's g); reduce-scatter →
                      all-gather; all-gather → reduce-scatter, plus the gather again when the
                      gathered tensor is not saved (sequence parallelism re-gathers its input
                      for dW; a context ring circulates K and V again); TP entry (Megatron's f)
-                     → all-reduce of the input's gradient
+                     → all-reduce of the input's gradient; all-to-all → the reverse all-to-all
+                     of the gradient, the same bytes
 
 Overlap, as Megatron-LM runs the backward (`LinearWithGradAccumulationAndAsyncCommunication`;
 Korthikanti et al. 2022, §4.2.2): the all-reduce (reduce-scatter with sequence parallelism) of
 a column-parallel layer's input gradient runs while its dW GEMMs compute; sequence
 parallelism's re-gather of the input runs while its dX GEMMs compute; a context-parallel ring
 exchanges K, V and their gradients while the attention core computes. Each such group is an
-`Overlap`: exposed time = max(0, T(collectives) − T(window)).
+`Overlap`: exposed time = max(0, T(collectives) − T(window)). The expert-parallel collectives
+(the all-to-alls over ep, the gathers and reductions over etp) run in neither direction beside
+compute (Megatron's dispatcher waits for them): each is an Overlap with an empty window, so it
+is reported by its axis and wholly exposed.
 """
 
 from __future__ import annotations
@@ -65,7 +72,8 @@ from perfest.ops import (
     matmul_backward,
     read,
 )
-from perfest.symbols import Expr, mul, s
+from perfest.symbols import Expr, mul, s, total
+from perfest.training.backward_experts import EXPERT_RULES
 
 NORM_BACKWARD_FLOPS = {"rmsnorm": 9, "layernorm": 13}
 ACTIVATION_BACKWARD_FLOPS = {"silu": 9, "gelu": 11, "gelu_tanh": 19, "relu": 1}
@@ -75,6 +83,8 @@ FLASH_SOFTMAX_BACKWARD_FLOPS = 5
 FLASH_PREP_FLOPS = 2  # D = rowsum(dO∘O): a multiply and an add per output element
 EMBEDDING_BACKWARD_FLOPS = 1
 LOSS_BACKWARD_FLOPS = 2
+#: Axes whose collectives never overlap compute (the expert dispatcher waits for them).
+EXPOSED_AXES = frozenset((Axis.EP, Axis.ETP))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +167,9 @@ def _collective(op, forward, i, d_grads, w_grads, core_ops) -> tuple[tuple[Op, .
     c = op.collective
     buffer = next(a.tensor for a in op.reads)
     name = op.name
+    if c.axis in EXPOSED_AXES:
+        ops = (_transpose(op, buffer),)
+        return ops, [Overlap(ops, ())]
     if c.kind is CollectiveKind.ALL_REDUCE:  # the end of a TP region: identity backward
         return (), []
     if c.kind is CollectiveKind.REDUCE_SCATTER:  # gather the gradient of the local rows
@@ -175,6 +188,23 @@ def _collective(op, forward, i, d_grads, w_grads, core_ops) -> tuple[tuple[Op, .
     if again:
         overlaps.append(Overlap(again, _of(users, d_grads)))
     return (*again, rs), overlaps
+
+
+#: A collective → the one its backward runs on the gradient (an all-reduce ending a region has
+#: none: the gradient is already whole on every device).
+TRANSPOSE = {
+    CollectiveKind.ALL_GATHER: (CollectiveKind.REDUCE_SCATTER, "grad_reducescatter"),
+    CollectiveKind.REDUCE_SCATTER: (CollectiveKind.ALL_GATHER, "grad_allgather"),
+    CollectiveKind.ALL_TO_ALL: (CollectiveKind.ALL_TO_ALL, "grad_alltoall"),
+}
+
+
+def _transpose(op: Op, buffer: Tensor) -> Op:
+    """The collective that carries `op`'s gradient back (the gathered tensor kept, as the
+    experts keep their input)."""
+    c = op.collective
+    kind, suffix = TRANSPOSE[c.kind]
+    return collective(f"{op.name}.{suffix}", kind, c.axis, c.peers, grad(buffer))
 
 
 def _consumers(forward: Sequence[Op], x: Tensor, start: int) -> list[int]:
@@ -293,10 +323,12 @@ def _activation(op: Op, ctx: Ctx, grads: Grads) -> tuple[Op, ...]:
 
 
 def _rope(op: Op, ctx: Ctx, grads: Grads) -> tuple[Op, ...]:
-    x, table = op.reads
-    d = Access(grad(x.tensor), x.elements)
-    return (elementwise(f"{op.name}.bwd", op.group, x.elements, ROPE_FLOPS_PER_ELEMENT,
-                        (d, table), (d,)),)  # fmt: skip
+    """The inverse rotation of every rotated input (q and k; latent attention's q and its
+    shared key), reading the cos/sin table."""
+    table = next(a for a in op.reads if a.tensor.role is Role.INPUT)
+    d = tuple(Access(grad(a.tensor), a.elements) for a in op.reads if a is not table)
+    return (elementwise(f"{op.name}.bwd", op.group, total(a.elements for a in d),
+                        ROPE_FLOPS_PER_ELEMENT, (*d, table), d),)  # fmt: skip
 
 
 def _dropout(op: Op, ctx: Ctx, grads: Grads) -> tuple[Op, ...]:
@@ -357,4 +389,5 @@ RULES: dict[Fn, Callable[[Op, Ctx, Grads], tuple[Op, ...]]] = {
     Fn.COPY: _nothing,
     Fn.GATHER: _gather,
     Fn.LOSS: _loss,
+    **EXPERT_RULES,
 }

@@ -23,7 +23,8 @@ from perfest.plan import Plan, Point, Totals
 from perfest.roofline import Rates, rates
 from perfest.sharding import link
 from perfest.specs import HardwareSpec, Workload
-from perfest.training.step import Part, PartKind, Shape, build_parts, overlapped
+from perfest.training.backward import EXPOSED_AXES
+from perfest.training.step import Part, PartKey, PartKind, Shape, build_parts, overlapped
 
 
 def plan_of(name: str, ops: tuple[Op, ...], r: Rates, links: dict) -> Plan:
@@ -34,8 +35,8 @@ def plan_of(name: str, ops: tuple[Op, ...], r: Rates, links: dict) -> Plan:
 @dataclass(frozen=True, slots=True)
 class CompiledOverlap:
     comm: Plan
-    window: Plan
-    context: bool  # the context-parallel ring (else tensor-parallel collectives)
+    window: Plan | None  # None: nothing runs beside it (exposed)
+    axis: Axis  # tensor parallel, the context ring, or expert parallel (EP, ETP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +51,22 @@ class CompiledPart:
 
 class Timed(NamedTuple):
     """A phase of a part at a point: the plan's totals (its collectives run exposed), and the
-    collectives that ran beside compute, tensor- and context-parallel: their time and what of
-    it was exposed."""
+    collectives kept apart — tensor-parallel ones beside compute, the context ring, and the
+    expert-parallel all-to-alls and expert-tensor-parallel gathers (exposed): their time and
+    what of it was exposed."""
 
     totals: Totals
     tp_s: float
     tp_exposed_s: float
     cp_s: float
     cp_exposed_s: float
+    ep_s: float = 0.0
+    ep_exposed_s: float = 0.0
 
     @property
     def time_s(self) -> float:
         """Compute, the plan's collectives, and the exposed part of the overlapped ones."""
-        return self.totals.time_s + self.tp_exposed_s + self.cp_exposed_s
+        return self.totals.time_s + self.tp_exposed_s + self.cp_exposed_s + self.ep_exposed_s
 
     @property
     def compute_s(self) -> float:
@@ -72,7 +76,7 @@ class Timed(NamedTuple):
     @property
     def comm_s(self) -> float:
         """Exposed communication."""
-        return self.totals.comm_time_s + self.tp_exposed_s + self.cp_exposed_s
+        return self.totals.comm_time_s + self.tp_exposed_s + self.cp_exposed_s + self.ep_exposed_s
 
 
 class PartTimes(NamedTuple):
@@ -82,7 +86,7 @@ class PartTimes(NamedTuple):
 
 
 def compile_part(part: Part, r: Rates, links: dict) -> CompiledPart:
-    name = part.kind.value
+    name = part.kind.name
 
     def without(ops: tuple[Op, ...], phase: str) -> tuple[Op, ...]:
         skip = overlapped(part, phase)
@@ -92,8 +96,8 @@ def compile_part(part: Part, r: Rates, links: dict) -> CompiledPart:
         return tuple(
             CompiledOverlap(
                 plan_of(f"{name}.comm", o.comm, r, links),
-                plan_of(f"{name}.window", o.window, r, links),
-                o.comm[0].collective.axis is Axis.CP,
+                plan_of(f"{name}.window", o.window, r, links) if o.window else None,
+                o.comm[0].collective.axis,
             )
             for o in items
         )
@@ -110,12 +114,13 @@ def compile_part(part: Part, r: Rates, links: dict) -> CompiledPart:
 
 
 def _timed(plan: Plan, items: tuple[CompiledOverlap, ...], point: Point) -> Timed:
-    sums = [0.0, 0.0, 0.0, 0.0]  # tp total, tp exposed, cp total, cp exposed
+    sums = [0.0] * 6  # tp total, tp exposed, cp total, cp exposed, ep total, ep exposed
     for o in items:
         comm = o.comm.evaluate(point).time_s
-        k = 2 if o.context else 0
+        k = 2 if o.axis is Axis.CP else 4 if o.axis in EXPOSED_AXES else 0
+        window = o.window.evaluate(point).time_s if o.window is not None else 0.0
         sums[k] += comm
-        sums[k + 1] += max(0.0, comm - o.window.evaluate(point).time_s)
+        sums[k + 1] += max(0.0, comm - window)
     return Timed(plan.evaluate(point), *sums)
 
 
@@ -136,21 +141,27 @@ def training_rates(hw: HardwareSpec, dtype: str, compute_eff, memory_eff) -> Rat
     return rates(hw, w)
 
 
-def part_dtype(kind: PartKind, dtype: str) -> str:
+def part_dtype(kind: PartKey, dtype: str) -> str:
     """The matmul dtype of a part. FP8 (Transformer Engine) covers the decoder layers' linear
     layers only: Megatron-LM's output layer is its own ColumnParallelLinear, not a TE module,
     so the LM head and its backward run at the 16-bit rate."""
-    return "bf16" if dtype == "fp8" and kind is PartKind.HEAD else dtype
+    return "bf16" if dtype == "fp8" and kind.kind is PartKind.HEAD else dtype
 
 
-def shape_links(hw: HardwareSpec, tp: int, cp: int) -> dict:
+def shape_links(hw: HardwareSpec, tp: int, cp: int, ep: int = 1, etp: int = 1) -> dict:
     """The links of the collectives inside a step's parts: tp among neighbouring ranks, cp
-    among ranks tp apart (ranks numbered tp fastest, then cp, dp, pp)."""
+    among ranks tp apart (ranks numbered tp fastest, then cp, dp, pp); the experts' groups
+    folded over the same ranks (Megatron-Core: etp fastest, then ep): etp neighbouring ranks,
+    ep ranks etp apart."""
     links = {}
     if tp > 1:
         links[Axis.TP] = link(hw, tp)
     if cp > 1:
         links[Axis.CP] = link(hw, cp, tp)
+    if ep > 1:
+        links[Axis.EP] = link(hw, ep, etp, axis="ep")
+    if etp > 1:
+        links[Axis.ETP] = link(hw, etp, axis="etp")
     return links
 
 
@@ -161,13 +172,13 @@ CACHE_SIZE = 128
 
 def compiled_parts(
     shape: Shape, hw: HardwareSpec, dtype: str, compute_eff=None, memory_eff=None
-) -> dict[PartKind, CompiledPart]:
+) -> dict[PartKey, CompiledPart]:
     """The compiled parts of `shape` on `hw`, cached."""
     key = (shape, id(hw), dtype, compute_eff, memory_eff)
     entry = _CACHE.get(key)
     if entry is not None and entry[0] is hw:
         return entry[1]
-    links = shape_links(hw, shape.tp, shape.cp)
+    links = shape_links(hw, shape.tp, shape.cp, shape.ep, shape.etp)
     parts = {}
     for kind, part in build_parts(shape).items():
         r = training_rates(hw, part_dtype(kind, dtype), compute_eff, memory_eff)

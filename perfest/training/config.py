@@ -9,6 +9,14 @@ micro-batches and the schedule; every error is one line naming the option.
     m = B / (b · dp)                            micro-batches per step (gradient accumulation)
     tokens per step = B · S                     (B global batch, S sequence length)
 
+Mixtures of experts (Megatron-Core's MoE parallel folding, megatron/core/parallel_state.py,
+`initialize_model_parallel`): the expert layers fold the tp·cp·dp ranks of a pipeline stage
+into etp × ep × edp — etp the experts' own tensor-parallel degree (default tp), ep the expert
+parallelism (E/ep experts per device), edp = tp·cp·dp/(etp·ep) the expert data parallelism
+over which the experts' gradients are reduced. etp·ep must divide tp·cp·dp ("world_size is not
+divisible by expert_tensor_model_pipeline_parallel size"), and ep must divide E. A mixture of
+experts under tp > 1 needs sequence parallelism (Megatron-LM's arguments.py).
+
 Precision (mixed precision as Megatron-LM and Transformer Engine run it): `bf16` and `fp16`
 keep weights and activations in 16 bits with fp32 master weights and optimizer states; `fp8`
 runs the decoder layers' linear GEMMs (forward and backward) at the FP8 rate with weights and
@@ -43,6 +51,8 @@ class TrainConfig(BaseModel):
     pp: int = Field(default=1, gt=0)
     cp: int = Field(default=1, gt=0)
     dp: int | None = Field(default=None, gt=0)
+    ep: int = Field(default=1, gt=0)
+    etp: int | None = Field(default=None, gt=0)
     global_batch: int = Field(gt=0)
     micro_batch: int = Field(default=1, gt=0)
     seq_len: int = Field(gt=0)
@@ -102,10 +112,17 @@ class StepLayout(NamedTuple):
     sequence_parallel: bool
     zero: int
     recompute: str
+    ep: int = 1  # expert parallelism
+    etp: int = 1  # expert tensor parallelism
 
     @property
     def devices(self) -> int:
         return self.tp * self.pp * self.cp * self.dp
+
+    @property
+    def edp(self) -> int:
+        """Expert data parallelism: the ranks of a stage holding the same experts."""
+        return self.tp * self.cp * self.dp // (self.etp * self.ep)
 
 
 def resolve(model: ModelConfig, hw: HardwareSpec, c: TrainConfig) -> StepLayout:
@@ -146,17 +163,39 @@ def resolve(model: ModelConfig, hw: HardwareSpec, c: TrainConfig) -> StepLayout:
             f"a multiple of pp = {c.pp}"
         )
     sp = c.sequence_parallel and c.tp > 1
-    return StepLayout(c.tp, c.pp, c.cp, dp, c.micro_batch, m, c.interleave, sp, c.zero, c.recompute)
+    etp = check_experts(model, c, dp)
+    return StepLayout(c.tp, c.pp, c.cp, dp, c.micro_batch, m, c.interleave, sp, c.zero, c.recompute,
+                      c.ep, etp)  # fmt: skip
+
+
+def check_experts(model: ModelConfig, c: TrainConfig, dp: int) -> int:
+    """The experts' layout (module docstring); returns etp (1 for a dense model)."""
+    if not model.moe:
+        for name, value in (("ep", c.ep), ("etp", c.etp)):
+            if value not in (None, 1):
+                raise SpecError(f"{name}: {model.name} has no experts to divide")
+        return 1
+    etp = c.tp if c.etp is None else c.etp
+    if model.num_experts % c.ep:
+        raise SpecError(
+            f"ep: {c.ep} does not divide the {model.num_experts} experts of {model.name}"
+        )
+    stage = c.tp * c.cp * dp
+    if stage % (etp * c.ep):
+        raise SpecError(
+            f"ep: etp·ep = {etp}·{c.ep} does not divide the tp·cp·dp = {c.tp}·{c.cp}·{dp} = "
+            f"{stage} ranks of a pipeline stage (Megatron-Core folds the experts' groups into them)"
+        )
+    if c.tp > 1 and not c.sequence_parallel:
+        raise SpecError(
+            "sequence_parallel: a mixture of experts under tp > 1 runs with sequence parallelism "
+            "(Megatron-LM requires it; add --sequence-parallel)"
+        )
+    return etp
 
 
 def check_model_split(model: ModelConfig, tp: int, pp: int, cp: int, v: int, seq: int) -> None:
-    """tp must divide the heads, pp·v the layers (v > 1), cp the sequence; the model's layers
-    must be ones a training step is modelled for."""
-    if model.num_experts:
-        raise UnsupportedError(
-            f"model: training {model.name}, a mixture of experts, is not modelled yet "
-            "(inference is: perfest estimate)"
-        )
+    """tp must divide the heads, pp·v the layers (v > 1), cp the sequence."""
     if model.n_h % tp:
         raise SpecError(f"tp: {tp} does not divide the {model.n_h} attention heads of {model.name}")
     if pp > model.L:

@@ -5,7 +5,8 @@ Definitions (README, "Training"):
     tokens per step      B·S (B global batch in sequences, S sequence length)
     model FLOPs          3 × the forward pass's matrix-product FLOPs of the whole model at the
                          global batch, dense attention: per token 6·N_matmul + 12·L·n_h·d·S
-                         (N_matmul the weights of the matrix products, LM head included; PaLM's
+                         (N_matmul the weights of the matrix products, LM head included, a
+                         mixture's experts at k/E — each token runs its k experts; PaLM's
                          6N + 12·L·H·Q·T, Chowdhery et al. 2022, App. B; Megatron's
                          72·B·S·L·h²·(1 + S/(6h) + V/(12·h·L)) for a GPT block, Narayanan et
                          al. 2021) — the same for every layout
@@ -30,15 +31,13 @@ from perfest.specs import HardwareSpec, ModelConfig
 from perfest.training.compiled import training_rates
 from perfest.training.config import StepLayout, TrainConfig, make_config, resolve
 from perfest.training.evaluate import (
-    EMB,
-    HEAD,
-    LAYER,
     Compiled,
     MicroBatch,
     StepNumbers,
     compile_step,
     micro_batch,
     recompute_of,
+    sharded,
     step,
 )
 from perfest.training.memory import largest_micro_batch
@@ -53,7 +52,7 @@ from perfest.training.results import (
     TrainMemory,
     TrainPhase,
 )
-from perfest.training.step import Shape, build_parts
+from perfest.training.step import Shape, build_parts, layer_keys
 
 
 def estimate_training(
@@ -109,21 +108,23 @@ def scaling(
 
 def run(m: ModelConfig, hw: HardwareSpec, c: TrainConfig, lay: StepLayout,
         tokens: float | None = None) -> TrainingEstimate:  # fmt: skip
-    comp = compile_step(m, hw, c, lay.tp, lay.cp, lay.sequence_parallel)
+    comp = compile_step(m, hw, c, lay.tp, lay.cp, lay.sequence_parallel, lay.ep, lay.etp)
     mb = micro_batch(comp, lay.micro_batch, c.seq_len, lay.cp)
-    n = step(comp, mb, lay, step_links(hw, lay.tp, lay.cp, lay.dp, lay.pp))
+    n = step(comp, mb, lay, step_links(hw, lay.tp, lay.cp, lay.dp, lay.pp, lay.ep, lay.etp))
     return report(m, hw, c, lay, comp, mb, n, tokens)
 
 
 @lru_cache(maxsize=512)
 def forward_flops_per_sequence(model: ModelConfig, seq: int) -> float:
     """Matrix-product FLOPs of one sequence's forward pass through the whole model (one
-    device, dense attention, the LM head over every position)."""
+    device, dense attention — windowed layers over their window —, the LM head over every
+    position, each token through its k experts)."""
     parts = build_parts(Shape(model, "bf16", "fp32", True, 1, 1, False))
     env = {"b": 1, "s": seq, "t": seq, "s_logits": seq}
-    count = {EMB: 1, LAYER: model.L, HEAD: 1}
-    return sum(count[kind] * op.gemm.flops.value(env) for kind, part in parts.items()
-               for op in part.forward if op.gemm is not None)  # fmt: skip
+    keys = layer_keys(model)
+    return sum((keys.count(kind) if kind.is_layer else 1) * op.gemm.flops.value(env)
+               for kind, part in parts.items() for op in part.forward
+               if op.gemm is not None)  # fmt: skip
 
 
 def model_flops_per_step(model: ModelConfig, global_batch: int, seq: int) -> float:
@@ -136,7 +137,7 @@ def hardware_flops_per_step(n: StepNumbers, mb: MicroBatch, lay: StepLayout) -> 
     for stage in n.stages:
         for kind, count in stage.counts:
             t = mb.times[kind]
-            rec = recompute_of(t, lay.recompute) if kind is LAYER else None
+            rec = recompute_of(t, lay.recompute) if kind.is_layer else None
             per = t.forward.totals.matmul_flops + t.backward.totals.matmul_flops
             per += rec.totals.matmul_flops if rec is not None else 0.0
             total += stage.copies * count * per
@@ -199,7 +200,7 @@ def _on_critical(n: StepNumbers, mb: MicroBatch, lay: StepLayout):
     out = []
     for kind, count in n.stages[n.critical].counts:
         t = mb.times[kind]
-        rec = recompute_of(t, lay.recompute) if kind is LAYER else None
+        rec = recompute_of(t, lay.recompute) if kind.is_layer else None
         out.append((kind, count, t.forward, t.backward, rec))
     return out
 
@@ -227,11 +228,11 @@ def _phases(comp: Compiled, mb: MicroBatch, n: StepNumbers, lay: StepLayout, c: 
     rows = {"forward": [], "backward": [], "recompute": []}
     for kind, count, f, b, rec in _on_critical(n, mb, lay):
         part = comp.parts[kind]
-        rows["forward"].append((f, PartRun(kind.value, count, part.forward, mb.point)))
-        rows["backward"].append((b, PartRun(kind.value, count, part.backward, mb.point)))
+        rows["forward"].append((f, PartRun(kind.name, count, part.forward, mb.point)))
+        rows["backward"].append((b, PartRun(kind.name, count, part.backward, mb.point)))
         if rec is not None:
             plan = part.core if lay.recompute == "selective" else part.forward
-            rows["recompute"].append((rec, PartRun(kind.value, count, plan, mb.point)))
+            rows["recompute"].append((rec, PartRun(kind.name, count, plan, mb.point)))
     phases = []
     for name, items in rows.items():
         per = sum(run.count * t.compute_s for t, run in items)
@@ -248,9 +249,8 @@ def _phases(comp: Compiled, mb: MicroBatch, n: StepNumbers, lay: StepLayout, c: 
 def _optimizer_phase(comp: Compiled, n: StepNumbers, lay: StepLayout, c: TrainConfig,
                      r: Rates) -> TrainPhase:  # fmt: skip
     stage = n.stages[n.finishing]
-    d = lay.dp * lay.cp
-    grads = stage.parameters / (d if lay.zero >= 2 else 1)
-    shard = stage.parameters / (d if lay.zero >= 1 else 1)
+    grads = sharded(stage.replicas, lay.zero >= 2)
+    shard = sharded(stage.replicas, lay.zero >= 1)
     ops = optimizer_ops(c.optimizer, c.storage, c.grad, c.mixed, round(grads), round(shard))
     plan = Plan(Graph((Segment("optimizer", tuple(ops), 1),)), r, {})
     totals = plan.evaluate(Point(1, 1, 1, 1))
@@ -270,9 +270,11 @@ def _in_parts(n: StepNumbers, mb: MicroBatch, lay: StepLayout, hw: HardwareSpec)
     out = []
     tp_link = link(hw, lay.tp).name if lay.tp > 1 else ""
     cp_link = link(hw, lay.cp, lay.tp).name if lay.cp > 1 else ""
+    ep_link = link(hw, lay.ep, lay.etp).name if lay.ep > 1 else ""
+    ep_link = ep_link or (link(hw, lay.etp).name if lay.etp > 1 else "")
     cp_total = cp_exposed = 0.0
     for phase, index in (("forward", 2), ("backward", 3), ("recompute", 4)):
-        total = exposed = 0.0
+        total = exposed = ep_total = ep_exposed = 0.0
         for item in _on_critical(n, mb, lay):
             t, count = item[index], item[1]
             if t is None:
@@ -281,9 +283,14 @@ def _in_parts(n: StepNumbers, mb: MicroBatch, lay: StepLayout, hw: HardwareSpec)
             exposed += count * (t.totals.comm_time_s + t.tp_exposed_s)
             cp_total += count * t.cp_s
             cp_exposed += count * t.cp_exposed_s
+            ep_total += count * t.ep_s
+            ep_exposed += count * t.ep_exposed_s
         if total:
             out.append(CollectiveTime(f"tensor parallel ({phase})", "tp", tp_link, k * total,
                                       k * exposed))  # fmt: skip
+        if ep_total:
+            out.append(CollectiveTime(f"expert all-to-all and gathers ({phase})", "ep", ep_link,
+                                      k * ep_total, k * ep_exposed))  # fmt: skip
     if cp_total:
         out.append(CollectiveTime("context-parallel ring (K, V)", "cp", cp_link, k * cp_total,
                                   k * cp_exposed))  # fmt: skip
@@ -293,16 +300,17 @@ def _in_parts(n: StepNumbers, mb: MicroBatch, lay: StepLayout, hw: HardwareSpec)
 def _between_parts(n: StepNumbers, lay: StepLayout, hw: HardwareSpec) -> list:
     """Pipeline sends, ZeRO-3, data-parallel reductions and the end of the step's collectives."""
     k = lay.micro_batches
-    links = step_links(hw, lay.tp, lay.cp, lay.dp, lay.pp)
+    links = step_links(hw, lay.tp, lay.cp, lay.dp, lay.pp, lay.ep, lay.etp)
     stage = n.stages[n.critical]
     reduce, gather, _ = n.stages[n.finishing].tail
     kind = "all-reduce" if lay.zero == 0 else "reduce-scatter"
+    dp_link = links.dp or links.edp  # the experts' replicas may be all there is (dp·cp = 1)
     rows = [
         ("pipeline sends", "pp", links.pp, k * stage.sends_s, k * stage.sends_s),
-        ("ZeRO-3 weight gathers, gradient reduce-scatters", "dp", links.dp,
+        ("ZeRO-3 weight gathers, gradient reduce-scatters", "dp", dp_link,
          k * stage.zero3.total_s, k * stage.zero3.exposed_s),
-        (f"data-parallel gradient {kind}", "dp", links.dp, reduce.total_s, reduce.exposed_s),
-        ("data-parallel weight all-gather (ZeRO-1/2)", "dp", links.dp, gather.total_s,
+        (f"data-parallel gradient {kind}", "dp", dp_link, reduce.total_s, reduce.exposed_s),
+        ("data-parallel weight all-gather (ZeRO-1/2)", "dp", dp_link, gather.total_s,
          gather.exposed_s),
         ("tied-embedding gradient all-reduce", "pp", links.ends, n.tied, n.tied),
         ("gradient-norm all-reduce", "all", links.world, n.norm, n.norm),

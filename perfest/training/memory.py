@@ -22,6 +22,11 @@ parallelism, and Megatron-LM shards its distributed optimizer over both):
     logits       the last stage's logits (storage dtype) and the loss's fp32 probabilities,
                  one micro-batch (the last stage runs each micro-batch's backward at once)
 
+A mixture of experts holds E/ep of each layer's experts (perfest.sharding); their weights are
+replicated over the expert-data-parallel ranks only, edp = tp·cp·dp/(etp·ep), so ZeRO divides
+the experts' share of each term by edp and the rest by D (perfest.training.evaluate:
+`Replicas`).
+
 This is the ZeRO paper's accounting (Rajbhandari et al. 2020, §3, Table 1): with 16-bit
 gradients and Adam (K = 12 bytes of master weights and states per parameter), 2Ψ + 2Ψ + KΨ
 per replica; ZeRO-1 2Ψ + 2Ψ + KΨ/D; ZeRO-2 2Ψ + (2 + K)Ψ/D; ZeRO-3 (4 + K)Ψ/D.
@@ -34,7 +39,7 @@ from math import floor
 from typing import NamedTuple
 
 from perfest.ops import Fn, Tensor
-from perfest.symbols import Poly
+from perfest.symbols import FREE, Derived, Poly, derived_in
 from perfest.training.step import Part
 
 
@@ -55,6 +60,7 @@ class _Saves(NamedTuple):
     core: frozenset[int]  # tensors the attention core writes and saves (selective drops them)
     checkpoint: Poly | None
     logits: tuple[Poly, ...]
+    derived: tuple[Derived, ...]  # sizes computed per point (windows, experts touched)
 
 
 _PREPARED: dict[int, _Saves] = {}
@@ -67,16 +73,18 @@ def _prepare(part: Part) -> _Saves:
     keys: dict[Tensor, int] = {}
     every = []
     logits = []
+    exprs = []
     for op in part.forward:
         if op.fn is Fn.LOSS:  # the logits and the loss's probabilities
             logits += [op.reads[0].nbytes.poly(), *(a.nbytes.poly() for a in op.saves)]
             continue
         for a in op.saves:
             every.append((keys.setdefault(a.tensor, len(keys)), a.nbytes.poly()))
+            exprs.append(a.nbytes)
     made = {a.tensor for op in part.core for a in op.writes}
     core = frozenset(keys[a.tensor] for op in part.core for a in op.saves if a.tensor in made)
     checkpoint = part.checkpoint.nbytes.poly() if part.checkpoint is not None else None
-    entry = _Saves(part, tuple(every), core, checkpoint, tuple(logits))
+    entry = _Saves(part, tuple(every), core, checkpoint, tuple(logits), derived_in(exprs))
     _PREPARED[id(part)] = entry
     return entry
 
@@ -94,6 +102,9 @@ def part_memory(part: Part, recompute: str, env: dict) -> PartMemory:
     """What `part` keeps for backward at `env` (b, s, t, s_logits) under `recompute`: each
     saved tensor once, at the most bytes any op keeps of it."""
     prep = _prepare(part)
+    if prep.derived:
+        free = tuple(env[name] for name in FREE)
+        env = {**env, **{d.name: d.fn(*free) for d in prep.derived}}
     logits = sum(_value(p, env) for p in prep.logits)
     every: dict[int, float] = {}
     for key, poly in prep.every:

@@ -9,6 +9,9 @@ all-gather or a reduce-scatter, the message for a point-to-point send.
     group                        ranks (peers, stride)
     data parallel (grads, ZeRO)  D = dp·cp ranks, tp apart (context-parallel ranks hold the
                                  same weights, so Megatron reduces over both)
+    expert data parallel         the routed experts' weights: edp = tp·cp·dp/(etp·ep) ranks,
+                                 etp·ep apart (Megatron-Core's expert rank generator: etp
+                                 fastest, then ep, then edp); the rest of the model over D
     pipeline neighbours          2 ranks, tp·cp·dp apart
     first and last stage         2 ranks, (pp − 1)·tp·cp·dp apart (tied embedding gradients)
     every rank                   the gradient norm's all-reduce (its latency)
@@ -18,7 +21,9 @@ Overlap (what is hidden and what is exposed):
   max(40M, 1M·D) parameters (Megatron-LM's DistributedDataParallelConfig.bucket_size default)
   as the last micro-batch's backward produces them: exposed = max(T_last bucket,
   T_reduction − T_backward of one micro-batch). ZeRO-1/2 then all-gather the updated 16-bit
-  weights, overlapped the same way with the next step's first forward.
+  weights, overlapped the same way with the next step's first forward. A mixture of experts
+  has two groups of replicas (`Replicas`): the dense weights over D, the experts' over edp,
+  reduced one after the other in the same window (separate buffers, as Megatron keeps them).
 - **ZeRO-3** gathers each unit's (layer's) weights before its forward and again before its
   backward, and reduce-scatters its gradients after, every micro-batch; each gather is
   prefetched one unit ahead: exposed = the first gather + Σ max(0, T_comm − T_compute) over the
@@ -74,17 +79,30 @@ class Links(NamedTuple):
     pp: Link | None
     ends: Link | None
     world: Link | None
+    edp: Link | None = None  # the experts' data-parallel group
 
 
-def step_links(hw: HardwareSpec, tp: int, cp: int, dp: int, pp: int) -> Links:
+def step_links(hw: HardwareSpec, tp: int, cp: int, dp: int, pp: int, ep: int = 1,
+               etp: int = 1) -> Links:  # fmt: skip
     d = dp * cp
+    edp = tp * cp * dp // (ep * etp)
     return Links(
         link(hw, tp) if tp > 1 else None,
         link(hw, d, tp) if d > 1 else None,
         link(hw, 2, tp * cp * dp) if pp > 1 else None,
         link(hw, 2, (pp - 1) * tp * cp * dp) if pp > 1 else None,
         link(hw, tp * cp * dp * pp) if tp * cp * dp * pp > 1 else None,
+        link(hw, edp, ep * etp) if edp > 1 else None,
     )
+
+
+class Replicas(NamedTuple):
+    """Parameters held alike by `ranks` devices (their gradients reduced, their optimizer
+    states sharded by ZeRO over them), and the link those ranks span."""
+
+    parameters: float
+    ranks: int
+    link: Link | None
 
 
 def buckets(parameters: float, d: int) -> int:
@@ -99,57 +117,74 @@ class Comm(NamedTuple):
     exposed_s: float
 
 
-def gradient_reduction(parameters: float, grad_bytes: float, d: int, zero: int, lk: Link | None,
+def _bucketed(kind: CollectiveKind, groups: tuple[Replicas, ...], nbytes: float,
+              window: float) -> Comm:  # fmt: skip
+    """Each group's collective in buckets, one group after the other, beside `window`: exposed
+    = max(the largest single bucket, total − window)."""
+    total = piece = 0.0
+    for g in groups:
+        if g.link is None:
+            continue
+        n = buckets(g.parameters, g.ranks)
+        total += collective_s(kind, g.ranks, g.parameters * nbytes, g.link, n)
+        piece = max(piece, collective_s(kind, g.ranks, g.parameters * nbytes / n, g.link))
+    return Comm(total, max(piece, total - window))
+
+
+def gradient_reduction(groups: tuple[Replicas, ...], grad_bytes: float, zero: int,
                        window: float) -> Comm:  # fmt: skip
     """All-reduce (ZeRO 0) or reduce-scatter (ZeRO ≥ 1) of the stage's gradients, in buckets,
     beside the last micro-batch's backward (`window`)."""
-    if lk is None or zero == 3:
+    if zero == 3:
         return Comm(0.0, 0.0)
     kind = CollectiveKind.ALL_REDUCE if zero == 0 else CollectiveKind.REDUCE_SCATTER
-    n = buckets(parameters, d)
-    total = collective_s(kind, d, parameters * grad_bytes, lk, n)
-    last = collective_s(kind, d, parameters * grad_bytes / n, lk)
-    return Comm(total, max(last, total - window))
+    return _bucketed(kind, groups, grad_bytes, window)
 
 
-def weight_gather(parameters: float, weight_bytes: float, d: int, zero: int, lk: Link | None,
+def weight_gather(groups: tuple[Replicas, ...], weight_bytes: float, zero: int,
                   window: float) -> Comm:  # fmt: skip
     """ZeRO-1/2: all-gather of the updated weights, beside the next step's first forward."""
-    if lk is None or zero not in (1, 2):
+    if zero not in (1, 2):
         return Comm(0.0, 0.0)
-    n = buckets(parameters, d)
-    kind = CollectiveKind.ALL_GATHER
-    total = collective_s(kind, d, parameters * weight_bytes, lk, n)
-    first = collective_s(kind, d, parameters * weight_bytes / n, lk)
-    return Comm(total, max(first, total - window))
+    return _bucketed(CollectiveKind.ALL_GATHER, groups, weight_bytes, window)
 
 
 class Unit(NamedTuple):
-    """A run of identical units of a stage for ZeRO-3: how many, their parameters each, and
-    the forward and backward time of one."""
+    """A run of identical units of a stage for ZeRO-3: how many, their parameters each (of
+    which `experts` are routed experts' weights), and the forward and backward time of one."""
 
     count: int
     parameters: float
     forward_s: float
     backward_s: float
+    experts: float = 0.0
 
 
-def zero3(units: list[Unit], weight_bytes: float, grad_bytes: float, d: int,
-          lk: Link | None) -> Comm:  # fmt: skip
+def zero3(units: list[Unit], weight_bytes: float, grad_bytes: float, dense: tuple[int, Link | None],
+          experts: tuple[int, Link | None] = (1, None)) -> Comm:  # fmt: skip
     """One micro-batch's ZeRO-3 traffic on a stage: gather every unit's weights for forward and
-    for backward, reduce-scatter its gradients; each prefetched one unit ahead. Units in
+    for backward, reduce-scatter its gradients, each over the ranks sharing them (`dense`: D
+    ranks and their link; `experts`: edp and theirs); each prefetched one unit ahead. Units in
     forward order k = 0 … n − 1 (runs of identical units are summed in closed form):
 
         forward   ag_0 + Σ_k max(0, ag_k+1 − f_k)
         backward  ag_n−1 + rs_0 + Σ_k max(0, ag_k−1 + rs_k+1 − b_k)
     """
-    if lk is None:
+    if dense[1] is None and experts[1] is None:
         return Comm(0.0, 0.0)
+
+    def both(kind: CollectiveKind, u: Unit, nbytes: float) -> float:
+        t = 0.0
+        for (ranks, lk), params in ((dense, u.parameters - u.experts), (experts, u.experts)):
+            if lk is not None:
+                t += collective_s(kind, ranks, params * nbytes, lk)
+        return t
+
     runs = []  # (count, gather, reduce-scatter, forward, backward)
     for u in units:
         if u.count:
-            ag = collective_s(CollectiveKind.ALL_GATHER, d, u.parameters * weight_bytes, lk)
-            rs = collective_s(CollectiveKind.REDUCE_SCATTER, d, u.parameters * grad_bytes, lk)
+            ag = both(CollectiveKind.ALL_GATHER, u, weight_bytes)
+            rs = both(CollectiveKind.REDUCE_SCATTER, u, grad_bytes)
             runs.append((u.count, ag, rs, u.forward_s, u.backward_s))
     if not runs:
         return Comm(0.0, 0.0)

@@ -3,6 +3,9 @@ interleave that divides the model and fits, ranked by tokens/s.
 
     tp   divides the GPUs and the attention heads
     cp   divides the rest and the sequence
+    ep   (mixtures of experts) divides the experts, with etp = 1 or tp (the experts' own
+         tensor parallelism: Megatron-Bridge's MoE recipes use 1, Megatron-Core defaults to tp),
+         etp·ep dividing tp·cp·dp (perfest.training.config)
     pp   divides the rest and the layers (an even split, as Megatron-LM requires)
     dp   the GPUs left: N / (tp·cp·pp); the global batch must split into dp·b·m
     b    every micro-batch size dividing B/dp
@@ -10,9 +13,9 @@ interleave that divides the model and fits, ranked by tokens/s.
     recompute none | selective | full;  ZeRO 0–3 (only 0 when nothing shares the weights)
 
 Sequence parallelism is on whenever tp > 1 (the same wire bytes as tp's all-reduces, and the
-norms, dropouts and saved activations divided by tp). Each (tp, cp) is compiled once and each
-micro-batch size evaluated once (perfest.training.evaluate); the layouts on top of them are
-arithmetic.
+norms, dropouts and saved activations divided by tp). Each (tp, cp, ep, etp) is compiled once
+and each micro-batch size evaluated once (perfest.training.evaluate); the layouts on top of
+them are arithmetic.
 """
 
 from __future__ import annotations
@@ -33,12 +36,12 @@ from perfest.training.config import (
     make_config,
 )
 from perfest.training.estimate import model_flops_per_step
-from perfest.training.evaluate import LAYER, compile_step, micro_batch, recompute_of, step
+from perfest.training.evaluate import compile_step, micro_batch, recompute_of, step
 from perfest.training.parallel import step_links
 
 #: The TrainConfig fields a search chooses itself.
-LAYOUT_FIELDS = ("tp", "pp", "cp", "dp", "micro_batch", "interleave", "zero", "recompute",
-                 "sequence_parallel")  # fmt: skip
+LAYOUT_FIELDS = ("tp", "pp", "cp", "dp", "ep", "etp", "micro_batch", "interleave", "zero",
+                 "recompute", "sequence_parallel")  # fmt: skip
 
 
 class Candidate(NamedTuple):
@@ -142,9 +145,27 @@ def search(
                         time.perf_counter() - start, rank(found, top), tuple(found))  # fmt: skip
 
 
+def expert_layouts(model: ModelConfig, gpus: int, tp: int) -> list[tuple[int, int]]:
+    """(ep, etp) pairs to try: ep dividing the experts and the GPUs, etp 1 or tp; (1, 1) for a
+    dense model."""
+    if not model.moe:
+        return [(1, 1)]
+    return [(ep, etp) for etp in sorted({1, tp}) for ep in divisors(model.num_experts)
+            if gpus % (ep * etp) == 0]  # fmt: skip
+
+
 def _shape(m: ModelConfig, hw: HardwareSpec, c: TrainConfig, tp: int, cp: int) -> list:
-    """Every layout on one (tp, cp): compile once, evaluate each micro-batch once."""
-    comp = compile_step(m, hw, c, tp, cp, True)
+    """Every layout on one (tp, cp): compile each expert layout once, evaluate each
+    micro-batch once."""
+    out = []
+    for ep, etp in expert_layouts(m, c.gpus, tp):
+        comp = compile_step(m, hw, c, tp, cp, True, ep, etp)
+        out += _layouts(m, hw, c, comp, (tp, cp, ep, etp))
+    return out
+
+
+def _layouts(m: ModelConfig, hw: HardwareSpec, c: TrainConfig, comp, degrees: tuple) -> list:
+    tp, cp, ep, etp = degrees
     capacity = hw.memory_bytes
     peak = hw.peak_flops(c.dtype)
     flops = model_flops_per_step(m, c.global_batch, c.seq_len)
@@ -153,18 +174,20 @@ def _shape(m: ModelConfig, hw: HardwareSpec, c: TrainConfig, tp: int, cp: int) -
     rest = c.gpus // (tp * cp)
     for pp in (p for p in divisors(rest) if m.L % p == 0):
         dp = rest // pp
-        if c.global_batch % dp:
+        if c.global_batch % dp or (tp * cp * dp) % (ep * etp):
             continue
-        links = step_links(hw, tp, cp, dp, pp)
-        d = dp * cp
+        links = step_links(hw, tp, cp, dp, pp, ep, etp)
+        edp = tp * cp * dp // (ep * etp)  # ranks sharing the experts (for a dense model: none)
+        shards = dp * cp > 1 or (m.moe and edp > 1)  # ZeRO has something to divide
         for b in divisors(c.global_batch // dp):
             mb = micro_batch(comp, b, c.seq_len, cp)
             n_micro = c.global_batch // (dp * b)
             vs = [1] + [v for v in divisors(m.L // pp)[1:] if pp > 1 and n_micro % pp == 0]
             for v in vs:
                 for recompute in RECOMPUTE:
-                    for zero in (0, 1, 2, 3) if d > 1 else (0,):
-                        lay = StepLayout(tp, pp, cp, dp, b, n_micro, v, tp > 1, zero, recompute)
+                    for zero in (0, 1, 2, 3) if shards else (0,):
+                        lay = StepLayout(tp, pp, cp, dp, b, n_micro, v, tp > 1, zero, recompute,
+                                         ep, etp)  # fmt: skip
                         out.append(_candidate(comp, mb, lay, links, tokens, flops, peak,
                                               capacity))  # fmt: skip
     return out
@@ -178,7 +201,7 @@ def _candidate(comp, mb, lay, links, tokens, flops, peak, capacity) -> Candidate
     for kind, count in stage.counts:
         t = mb.times[kind]
         compute += count * (t.forward.compute_s + t.backward.compute_s)
-        r = recompute_of(t, lay.recompute) if kind is LAYER else None
+        r = recompute_of(t, lay.recompute) if kind.is_layer else None
         if r is not None:
             recompute += count * r.compute_s
     optimizer = n.stages[n.finishing].tail[2]
@@ -230,6 +253,8 @@ def _why_best(best: Candidate, found: list[Candidate]) -> str:
 
 def _layout(lay: StepLayout) -> str:
     parts = [f"tp{lay.tp}", f"pp{lay.pp}", f"cp{lay.cp}", f"dp{lay.dp}", f"b{lay.micro_batch}"]
+    if lay.ep > 1 or lay.etp > 1:
+        parts.insert(4, f"ep{lay.ep}" + (f" etp{lay.etp}" if lay.etp > 1 else ""))
     if lay.interleave > 1:
         parts.append(f"v{lay.interleave}")
     return " ".join(parts)

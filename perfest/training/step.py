@@ -5,7 +5,9 @@ its parts — the segments of perfest.graph, built by the same layer builders as
 `Ctx.training` set:
 
     embedding   token (+ position) lookup                           first stage
-    layer       one decoder block (×L/pp per stage)                 every stage
+    layer       one decoder block of each kind the model has        every stage, each kind
+                (dense or mixture of experts, windowed or global      as many times as its
+                attention: ModelConfig.layer_kinds)                   layers on the stage
     head        final norm, LM head, cross-entropy loss             last stage
 
 Each part has its forward ops, its backward derived from them (perfest.training.backward), its
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import NamedTuple
 
 from perfest.enums import StrEnum
 from perfest.graph import Graph, Segment
@@ -55,7 +58,7 @@ from perfest.ops import (
 from perfest.sharding import Layout, shard
 from perfest.specs import DTYPE_BYTES, ModelConfig
 from perfest.symbols import b, s_logits
-from perfest.training.backward import Backward, Grads, Overlap, backward, core_span
+from perfest.training.backward import EXPOSED_AXES, Backward, Grads, Overlap, backward, core_span
 
 PHASES = ("forward", "backward", "recompute", "optimizer")
 
@@ -66,11 +69,38 @@ class PartKind(StrEnum):
     HEAD = "head"
 
 
+class PartKey(NamedTuple):
+    """A part of a step: the embedding, the head, or a decoder layer of one kind (a mixture of
+    experts or dense; windowed or global attention)."""
+
+    kind: PartKind
+    moe: bool = False
+    window: bool = False
+
+    @property
+    def name(self) -> str:
+        """ "embedding", "head", "layer", or "layer.moe", "layer.window", "layer.moe.window"."""
+        extra = (".moe" if self.moe else "") + (".window" if self.window else "")
+        return self.kind.value + extra
+
+    @property
+    def is_layer(self) -> bool:
+        return self.kind is PartKind.LAYER
+
+
+EMB, LAYER, HEAD = PartKey(PartKind.EMBEDDING), PartKey(PartKind.LAYER), PartKey(PartKind.HEAD)
+
+
+def layer_key(kind: tuple[bool, bool]) -> PartKey:
+    """The part of a layer of `kind` (ModelConfig.layer_kinds: (MoE, windowed))."""
+    return PartKey(PartKind.LAYER, *kind)
+
+
 @dataclass(frozen=True, slots=True)
 class Part:
     """One part of the model on one device, forward and backward."""
 
-    kind: PartKind
+    kind: PartKey
     forward: tuple[Op, ...]
     backward: Backward
     core: tuple[Op, ...]  # the attention core's forward ops (selective recompute reruns them)
@@ -80,7 +110,7 @@ class Part:
     @property
     def weights(self) -> dict[Tensor, int]:
         """The weight tensors this part reads."""
-        return Graph((Segment(self.kind.value, self.forward, 1),)).tensors(Role.WEIGHT)
+        return Graph((Segment(self.kind.name, self.forward, 1),)).tensors(Role.WEIGHT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,15 +127,18 @@ class Shape:
     sequence_parallel: bool
     dropout: bool = False
     fp8: bool = False  # FP8 GEMMs: linear layers keep their input in FP8 for backward
+    ep: int = 1  # expert parallelism (mixtures of experts)
+    etp: int = 1  # expert tensor parallelism: each expert's inner dimension split
 
 
 def training_ctx(shape: Shape) -> Ctx:
     """The Ctx the layer builders take for a training pass."""
     size = DTYPE_BYTES[shape.storage]
-    dt = Dtypes(*(shape.storage,) * 4, *(size,) * 4)
+    dt = Dtypes(*(shape.storage,) * 4, *(size,) * 4, expert=shape.storage, expert_size=size)
+    layout = Layout(tp=shape.tp, cp=shape.cp, ep=shape.ep, etp=shape.etp)
     return Ctx(
         shape.model,
-        shard(shape.model, Layout(tp=shape.tp, cp=shape.cp)),
+        shard(shape.model, layout),
         dt,
         flash=shape.flash,
         training=True,
@@ -115,22 +148,27 @@ def training_ctx(shape: Shape) -> Ctx:
     )
 
 
+def layer_keys(model: ModelConfig) -> tuple[PartKey, ...]:
+    """The part of each of the model's layers, in order."""
+    return tuple(layer_key(kind) for kind in model.layer_kinds())
+
+
 @lru_cache(maxsize=256)
-def build_parts(shape: Shape) -> dict[PartKind, Part]:
-    """The embedding, one decoder layer and the head, forward and backward."""
+def build_parts(shape: Shape) -> dict[PartKey, Part]:
+    """The embedding, one decoder layer of each kind (in order of first appearance) and the
+    head, forward and backward."""
     ctx = training_ctx(shape)
     grads = Grads((shape.grad, DTYPE_BYTES[shape.grad]), accumulate=True)
     tokens = token_table(ctx)
     x = ctx.act("x", ctx.rows, ctx.h)  # the residual stream between parts
     head = head_ops(ctx, tokens, x)
     logits = head[-1].writes[0].tensor  # the LM head's output (vocabulary-parallel)
-    forwards = {
-        PartKind.EMBEDDING: (embedding_ops(ctx, tokens, x), None),
-        PartKind.LAYER: (decoder_block(ctx), x),
-        PartKind.HEAD: ([*head, *loss_ops(ctx, logits)], None),
-    }
-    return {kind: _part(kind, ops, keep, ctx, grads, shape.fp8)
-            for kind, (ops, keep) in forwards.items()}  # fmt: skip
+    forwards = {EMB: (embedding_ops(ctx, tokens, x), None)}
+    for key in dict.fromkeys(layer_keys(shape.model)):
+        forwards[key] = (decoder_block(ctx, key.moe, key.window), x)
+    forwards[HEAD] = ([*head, *loss_ops(ctx, logits)], None)
+    return {key: _part(key, ops, keep, ctx, grads, shape.fp8)
+            for key, (ops, keep) in forwards.items()}  # fmt: skip
 
 
 def fp8_saves(op: Op) -> Op:
@@ -145,14 +183,17 @@ def fp8_saves(op: Op) -> Op:
 
 
 def _part(
-    kind: PartKind, ops: list[Op], keep: Tensor | None, ctx: Ctx, grads: Grads, fp8: bool
+    kind: PartKey, ops: list[Op], keep: Tensor | None, ctx: Ctx, grads: Grads, fp8: bool
 ) -> Part:
-    if fp8 and kind is PartKind.LAYER:  # the decoder layers' linear layers only (compiled)
+    if fp8 and kind.is_layer:  # the decoder layers' linear layers only (compiled)
         ops = [fp8_saves(op) for op in ops]
     span = core_span(ops)
     core = tuple(ops[i] for i in span)
     ring = tuple(op for op in ops if op.collective is not None and op.collective.axis is Axis.CP)
     overlaps = (Overlap(ring, core),) if ring else ()
+    # the expert-parallel collectives run beside nothing: reported by axis, wholly exposed
+    expert = [op for op in ops if op.collective is not None and op.collective.axis in EXPOSED_AXES]
+    overlaps += tuple(Overlap((op,), ()) for op in expert)
     return Part(kind, tuple(ops), backward(ops, ctx, grads), core, overlaps, keep)
 
 

@@ -11,8 +11,9 @@ experts from, so the check uses a deterministic round-robin router: token j's k 
 experts (j·k + r) mod E, r = 0…k − 1, every expert's token count known exactly. The expert
 FLOPs of any routing are Σ_e 2·n_e·h·i_e = 2·T·k·h·i_e (T tokens, Σ_e n_e = T·k), which is
 what perfest counts (e_t·m_e = T·k), so the check is exact for any assignment; round-robin
-only makes it computable without data. Real runs (`perfest validate`) route by the router's
-top-k, as the model would.
+only makes it computable without data. Each assignment is weighted by its own score, so the
+router lies on the loss's path and a training step's backward reaches it, as top-k routing's
+does. Real runs (`perfest validate`) route by the router's top-k, as the model would.
 """
 
 from __future__ import annotations
@@ -130,7 +131,9 @@ class MoE(nn.Module):
         if self.routing == "round_robin":
             for experts, rows in round_robin(T, self.k, self.E):
                 index = torch.tensor(rows, dtype=torch.long, device=device)  # [G, n]
-                yield experts, index, scores.new_full((*index.shape, 1), 1.0 / self.k)
+                chosen = torch.tensor(experts, dtype=torch.long, device=device).unsqueeze(1)
+                # each assignment weighted by its own score, so that the router is trained
+                yield experts, index, scores[index, chosen.expand_as(index)].unsqueeze(-1)
             return
         weights, ids = scores.topk(self.k, dim=-1)  # [T, k]
         weights = weights / weights.sum(dim=-1, keepdim=True)

@@ -21,16 +21,27 @@ Conventions of torch/utils/flop_counter.py (torch 2.13), which perfest's match:
   two are compared together as the block.
 
 Rows, by perfest attribute → reference module: attention projections (attention-group products
-with a weight or a weight gradient → attn.qkv + attn.out), attention core (products of two
-activations → attn.core), MLP (→ mlp), LM head (→ lm_head), and the totals; each for the
-backward alone (the step minus a forward-only count) and the whole step.
+with a weight or a weight gradient → attn.qkv + attn.out; latent attention is compared whole,
+projections and core → attn), attention core (products of two activations → attn.core), MLP (→ mlp:
+a dense MLP, or a mixture of experts' router, experts and shared experts together), LM head
+(→ lm_head), and the totals; each for the backward alone (the step minus a forward-only count)
+and the whole step.
+
+Mixtures of experts route round-robin on the meta device (perfest.validate.reference_moe: the
+expert FLOPs of any routing are those of T·k assignments, what perfest counts); the reference's
+experts are one batched product per group of equally loaded experts, whose backward is its two
+products, as perfest's grouped products. Latent attention trains in the naive form. The first
+layers checked cover every kind of layer the model has (a DeepSeek's dense layers and its first
+mixture of experts; gpt-oss's windowed and global layers); a windowed layer's scores are
+checked at a length within the window, where the band perfest counts (s·min(s, w)) and the full
+s×s FlopCounterMode counts for a masked kernel agree.
 """
 
 from __future__ import annotations
 
 from perfest.ops import Group, Op
 from perfest.specs import ModelConfig
-from perfest.training.step import PartKind, Shape, build_parts
+from perfest.training.step import Shape, build_parts, layer_keys
 from perfest.validate import require_torch
 from perfest.validate.flops import FlopCheck, FlopRow
 from perfest.validate.reference import AttentionCore, build_reference
@@ -42,12 +53,13 @@ class FusedCore(AttentionCore):
     """Causal attention through the fused SDPA op (`_scaled_dot_product_efficient_attention`),
     K and V repeated to the query heads for grouped-query attention."""
 
-    def forward(self, q, k, v, past: int):
-        if self.groups > 1:
-            k = k.repeat_interleave(self.groups, dim=1)
-            v = v.repeat_interleave(self.groups, dim=1)
+    def forward(self, q, k, v, past: int, scale: float | None = None):
+        groups = q.shape[1] // k.shape[1]
+        if groups > 1:
+            k = k.repeat_interleave(groups, dim=1)
+            v = v.repeat_interleave(groups, dim=1)
         out, *_ = torch.ops.aten._scaled_dot_product_efficient_attention(
-            q, k, v, None, True, is_causal=True
+            q, k, v, None, True, is_causal=True, scale=scale
         )
         return out
 
@@ -66,17 +78,27 @@ PARALLEL_ROWS: tuple[tuple[str, object, tuple[str, ...]], ...] = (
     ("block (attention + mlp)", lambda op: op.group in (Group.ATTENTION, Group.MLP), ("block",)),
     ROWS[-1],
 )
+#: Latent attention as a whole: its projections' outputs meet (the latent feeds the keys and
+#: values, the RoPE key joins every head's key), so the tracker credits one backward product to
+#: several of them; the attention module's own count is exact.
+LATENT_ROWS: tuple[tuple[str, object, tuple[str, ...]], ...] = (
+    ("attention (projections + core)", lambda op: op.group is Group.ATTENTION, ("attn",)),
+    *ROWS[2:],
+)
 
 
 def rows_of(model: ModelConfig) -> tuple:
-    return PARALLEL_ROWS if model.parallel_block else ROWS
+    if model.parallel_block:
+        return PARALLEL_ROWS
+    return LATENT_ROWS if model.mla else ROWS
 
 
 def perfest_train_flops(model: ModelConfig, b: int, s: int, layers: int, flash: bool) -> tuple:
-    """perfest's matrix-product FLOPs by row: (forward, backward) dicts."""
+    """perfest's matrix-product FLOPs by row, the first `layers` layers: (forward, backward)."""
     parts = build_parts(Shape(model, "fp32", "fp32", flash, 1, 1, False))
     env = {"b": b, "s": s, "t": s, "s_logits": s}
-    count = {PartKind.EMBEDDING: 1, PartKind.LAYER: layers, PartKind.HEAD: 1}
+    first = layer_keys(model)[:layers]
+    count = {key: (first.count(key) if key.is_layer else 1) for key in parts}
 
     def by_row(ops: list[tuple[int, Op]]) -> dict[str, int]:
         out = {}
@@ -128,6 +150,7 @@ def training_reference(model: ModelConfig, layers: int = 2, attention: str = "fl
     """The reference decoder (meta device) ready for a training step: gradients on, and with
     flash attention the fused SDPA op, which FlopCounterMode counts by its own formula."""
     net = build_reference(model, "fp32", "meta", layers=layers, attention=attention)
+    net.set_mla_form("naive")  # as training runs latent attention
     net.train().requires_grad_(True)
     if attention == "flash":
         for block in net.blocks:
@@ -135,9 +158,17 @@ def training_reference(model: ModelConfig, layers: int = 2, attention: str = "fl
     return net
 
 
-def check_train_flops(model: ModelConfig, b: int = 1, s: int = 64, layers: int = 2,
+def layers_to_check(model: ModelConfig) -> int:
+    """The first layers that hold every kind of layer the model has (at least 2)."""
+    kinds = model.layer_kinds()
+    return max(2, *(kinds.index(kind) + 1 for kind in set(kinds)))
+
+
+def check_train_flops(model: ModelConfig, b: int = 1, s: int = 64, layers: int | None = None,
                       attention: str = "flash") -> tuple[FlopCheck, FlopCheck]:  # fmt: skip
-    """(backward, whole step) FLOP checks, row by row, on the first `layers` blocks."""
+    """(backward, whole step) FLOP checks, row by row, on the first `layers` blocks (default:
+    `layers_to_check`)."""
+    layers = layers_to_check(model) if layers is None else layers
     net = training_reference(model, layers, attention)
     forward, whole, forward_total, whole_total = torch_train_flops(net, b, s)
     ours_fwd, ours_bwd = perfest_train_flops(model, b, s, layers, attention == "flash")

@@ -54,8 +54,24 @@ def test_a_layout_that_does_not_fit_is_reported_not_raised():
     assert est.warnings[0].text.startswith("memory: needs")
 
 
-def test_a_mixture_of_experts_is_refused_in_one_line():
+@pytest.mark.parametrize(
+    "fields, start",
+    [
+        (dict(ep=3), "ep: 3 does not divide the 8 experts"),
+        # Megatron-Core: etp·ep must divide the tp·cp·dp ranks of a stage
+        (dict(tp=2, ep=8, sequence_parallel=True), "ep: etp·ep = 2·8 does not divide the tp·cp"),
+        (dict(tp=2, ep=4), "sequence_parallel: a mixture of experts under tp > 1"),
+    ],
+)
+def test_expert_layouts_that_cannot_run_are_one_line(fields, start):
     with pytest.raises(PerfestError) as err:
-        perfest.estimate_training("mixtral-8x7b", "h100-sxm", gpus=8, global_batch=8,
+        perfest.estimate_training("mixtral-8x7b", "h100-sxm", **{"gpus": 8, "global_batch": 8,
+                                  "seq_len": 1024, **fields})  # fmt: skip
+    assert str(err.value).startswith(start)
+
+
+def test_a_dense_model_has_no_experts_to_divide():
+    with pytest.raises(PerfestError) as err:
+        perfest.estimate_training("llama-3-8b", "h100-sxm", gpus=8, ep=8, global_batch=8,
                                   seq_len=1024)  # fmt: skip
-    assert str(err.value).startswith("model: training mixtral-8x7b, a mixture of experts, is not")
+    assert str(err.value) == "ep: llama-3-8b has no experts to divide"

@@ -128,7 +128,7 @@ def test_fp8_covers_the_decoder_layers_not_the_lm_head():
     # a TE module: the head runs at the bf16 rate, the layers' linear layers at the FP8 rate
     from perfest.plan import Point
     from perfest.training.compiled import compiled_parts
-    from perfest.training.step import PartKind, Shape
+    from perfest.training.step import HEAD, LAYER, Shape
 
     m, hw = perfest.load_model("llama-3-8b"), perfest.load_hardware("h100-sxm")
     point = Point(1, 4096, 4096, 4096)
@@ -136,5 +136,5 @@ def test_fp8_covers_the_decoder_layers_not_the_lm_head():
     for dtype, fp8 in (("bf16", False), ("fp8", True)):
         parts = compiled_parts(Shape(m, "bf16", "fp32", True, 1, 1, False, fp8=fp8), hw, dtype)
         timed[dtype] = {k: p.forward.evaluate(point).time_s for k, p in parts.items()}
-    assert timed["fp8"][PartKind.HEAD] == timed["bf16"][PartKind.HEAD]
-    assert timed["fp8"][PartKind.LAYER] < 0.75 * timed["bf16"][PartKind.LAYER]
+    assert timed["fp8"][HEAD] == timed["bf16"][HEAD]
+    assert timed["fp8"][LAYER] < 0.75 * timed["bf16"][LAYER]

@@ -6,7 +6,7 @@ import pytest
 
 import perfest
 from perfest.training.memory import in_flight, largest_micro_batch, part_memory
-from perfest.training.step import PartKind, Shape, build_parts
+from perfest.training.step import LAYER, Shape, build_parts
 
 B, S = 2, 512  # micro-batch, sequence
 ENV = {"b": B, "s": S, "t": S, "s_logits": S}
@@ -14,7 +14,7 @@ ENV = {"b": B, "s": S, "t": S, "s_logits": S}
 
 def layer_memory(model, mode="none", tp=1, sp=False, flash=False, dropout=True):
     parts = build_parts(Shape(model, "bf16", "fp32", flash, tp, 1, sp, dropout=dropout))
-    return part_memory(parts[PartKind.LAYER], mode, ENV)
+    return part_memory(parts[LAYER], mode, ENV)
 
 
 # Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large Transformer Models"),
@@ -120,5 +120,5 @@ def test_fp8_linear_layers_keep_their_inputs_in_one_byte(gpt):
     kept = {}
     for fp8 in (False, True):
         parts = build_parts(Shape(gpt, "bf16", "fp32", True, 1, 1, False, fp8=fp8))
-        kept[fp8] = part_memory(parts[PartKind.LAYER], "none", ENV).kept
+        kept[fp8] = part_memory(parts[LAYER], "none", ENV).kept
     assert kept[False] - kept[True] == 5 * s * b * h

@@ -8,6 +8,7 @@ import perfest
 from perfest.ops import CollectiveKind
 from perfest.sharding import Link
 from perfest.training.parallel import (
+    Replicas,
     Unit,
     buckets,
     collective_s,
@@ -44,12 +45,22 @@ def test_gradient_reduction_hides_behind_the_last_backward_but_its_last_bucket()
     assert buckets(100e6, 8) == 3
     total = 0.028 + 3 * 36e-6
     last = 2 * 7 / 8 * 400e6 / 3 / 25e9 + 36e-6
-    long_backward = gradient_reduction(100e6, 4, 8, 0, NIC, window=1.0)
+    group = (Replicas(100e6, 8, NIC),)
+    long_backward = gradient_reduction(group, 4, 0, window=1.0)
     assert long_backward.total_s == pytest.approx(total)
     assert long_backward.exposed_s == pytest.approx(last)  # only the last bucket waits
-    short = gradient_reduction(100e6, 4, 8, 0, NIC, window=0.010)
+    short = gradient_reduction(group, 4, 0, window=0.010)
     assert short.exposed_s == pytest.approx(total - 0.010)
-    assert gradient_reduction(100e6, 4, 1, 0, None, 1.0) == (0.0, 0.0)
+    assert gradient_reduction((Replicas(100e6, 1, None),), 4, 0, 1.0) == (0.0, 0.0)
+
+
+def test_experts_gradients_are_reduced_over_their_own_replicas_after_the_dense_ones():
+    # a mixture of experts: 100M dense gradients over 8 ranks (as above), 80M expert gradients
+    # over edp = 2 ranks: 2 buckets of 40M, 2·1/2·320 MB = 320 MB at 25 GB/s = 12.8 ms + 2·36 µs
+    dense, experts = Replicas(100e6, 8, NIC), Replicas(80e6, 2, NIC)
+    both = gradient_reduction((dense, experts), 4, 0, window=0.0)
+    assert both.total_s == pytest.approx(0.028 + 3 * 36e-6 + 0.0128 + 2 * 36e-6)
+    assert both.exposed_s == both.total_s  # nothing to hide behind
 
 
 def test_zero3_prefetches_one_unit_ahead():
@@ -58,7 +69,7 @@ def test_zero3_prefetches_one_unit_ahead():
     # (backward) wait
     link = Link("node", 1.0, 0.0)  # 1 byte/s: times equal wire bytes
     units = [Unit(2, 2.0, 2.0, 2.0)]  # 2 parameters of 1 byte: (2 − 1)/2·2 = 1 s each
-    comm = zero3(units, 1.0, 1.0, 2, link)
+    comm = zero3(units, 1.0, 1.0, (2, link))
     assert comm.total_s == pytest.approx(2 * (2 * 1 + 1))
     assert comm.exposed_s == pytest.approx(1 + 1 + 1)
 
@@ -100,4 +111,12 @@ def flat_zero3(units, d, link):
 )
 def test_zero3_runs_in_closed_form_equal_the_unit_by_unit_definition(units):
     link = Link("node", 1.0, 0.0)
-    assert zero3(units, 1.0, 1.0, 4, link).exposed_s == pytest.approx(flat_zero3(units, 4, link))
+    assert zero3(units, 1.0, 1.0, (4, link)).exposed_s == pytest.approx(flat_zero3(units, 4, link))
+
+
+def test_zero3_gathers_the_experts_over_their_replicas():
+    # one unit of 2 dense parameters over 2 ranks and 4 expert parameters over 4 ranks (1 byte
+    # each, 1 byte/s): gather (2 − 1)/2·2 + (4 − 1)/4·4 = 1 + 3 = 4 s, reduce-scatter the same
+    link = Link("node", 1.0, 0.0)
+    comm = zero3([Unit(1, 6.0, 100.0, 100.0, experts=4.0)], 1.0, 1.0, (2, link), (4, link))
+    assert comm.total_s == pytest.approx(2 * 4 + 4)
