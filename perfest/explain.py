@@ -148,17 +148,18 @@ def explain(
     w = for_model(m, make_workload(workload, **fields))
     if phase is not None and phase not in PHASES:
         raise SpecError(f"phase: '{phase}' is not one of {', '.join(PHASES)}")
-    plan = plan_for(m, hw, w)
     if phase == TRAIN:
         from perfest.explain_train import explain_training
 
-        phases = (explain_training(m, hw, w, op),)
-        return Explanation(m.name, hw.name, w, _symbols(plan, phases), phases)
+        train, ops = explain_training(m, hw, w, op)
+        return Explanation(m.name, hw.name, w, _symbols(ops, (train,)), (train,))
+    plan = plan_for(m, hw, w)
     check_op(op, [o.name for _, o in plan.graph.ops()], m.name)
     specs = [spec for spec in INFERENCE if phase in (None, spec.name)]
     phases = tuple(_explain_phase(plan.for_phase(spec.name), spec.name, spec.point(w), op)
                    for spec in specs)  # fmt: skip
-    return Explanation(m.name, hw.name, w, _symbols(plan, phases), phases)
+    ops = [o for _, o in plan.graph.ops()]
+    return Explanation(m.name, hw.name, w, _symbols(ops, phases), phases)
 
 
 def check_op(op: str | None, names: list[str], model: str) -> None:
@@ -364,9 +365,9 @@ def _per_weight(ctx, rows: tuple[Row, ...], point: Point, matmul: float) -> Clos
     )
 
 
-def _symbols(plan: Plan, phases: tuple[PhaseExplanation, ...]) -> tuple:
+def _symbols(ops: list[Op], phases: tuple[PhaseExplanation, ...]) -> tuple:
     found: dict[str, Expr] = {}
-    for _, op in plan.graph.ops():
+    for op in ops:
         found.update(op.flops.symbols())
         for access in (*op.reads, *op.writes):
             found.update(access.elements.symbols())

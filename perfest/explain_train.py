@@ -22,12 +22,11 @@ from dataclasses import replace
 
 from perfest.errors import SpecError
 from perfest.explain import ClosedForm, LayerTotal, PhaseExplanation, _explain_op, check_op
-from perfest.ops import Role
+from perfest.ops import Op, Role
 from perfest.plan import Point, Row
 from perfest.specs import HardwareSpec, ModelConfig, Workload
-from perfest.training.config import check_model_split, make_config
-from perfest.training.evaluate import compile_step
-from perfest.training.step import PartKind
+from perfest.training.config import make_config, resolve
+from perfest.training.evaluate import compile_step, stage_counts
 
 #: Attention-core products (each 2·b·n_h·s·t·d) of a layer's backward, by kernel.
 BACKWARD_CORE_PRODUCTS = {"flash": 5, "eager": 4}
@@ -35,24 +34,31 @@ BACKWARD_CORE_PRODUCTS = {"flash": 5, "eager": 4}
 
 def explain_training(
     m: ModelConfig, hw: HardwareSpec, w: Workload, only: str | None
-) -> PhaseExplanation:
-    """The `train` phase of `perfest explain` (module docstring)."""
+) -> tuple[PhaseExplanation, tuple[Op, ...]]:
+    """The `train` phase of `perfest explain` (module docstring), and every op it runs."""
     if w.weight_dtype is not None or w.kv_dtype is not None:
         raise SpecError("phase: train runs every tensor at --dtype; weight and KV dtypes are "
                         "inference what-ifs")  # fmt: skip
-    check_model_split(m, w.tp, 1, 1, 1, w.input_len)
-    config = make_config(gpus=w.tp, tp=w.tp, global_batch=w.batch, micro_batch=w.batch,
-                         seq_len=w.input_len, dtype=w.dtype, attention=w.attention)  # fmt: skip
-    compiled = compile_step(m, hw, config, w.tp, 1, False)
+    # ep > 1: the experts spread over ep data-parallel ranks, each with its own micro-batch
+    config = make_config(gpus=w.tp * w.ep, tp=w.tp, ep=w.ep, etp=1 if m.num_experts else None,
+                         global_batch=w.batch * w.ep, micro_batch=w.batch, seq_len=w.input_len,
+                         dtype=w.dtype, attention=w.attention,
+                         sequence_parallel=bool(m.num_experts) and w.tp > 1)  # fmt: skip
+    lay = resolve(m, hw, config)
+    compiled = compile_step(m, hw, config, lay.tp, lay.cp, lay.sequence_parallel, lay.ep, lay.etp)
     b, s = w.batch, w.input_len
     point = Point(b, s, s, s)
     env = point._asdict()
+    found = {d.name: d for part in compiled.parts.values()
+             for plan in (part.forward, part.backward) for d in plan.graph.derived}  # fmt: skip
+    derived = tuple((d.name, d.value(point._asdict()), d.formula) for d in found.values())
+    env.update({name: value for name, value, _ in derived})
+    counts = dict(stage_counts(m, 1)[0])  # every part of the model on one stage
     rows: list[Row] = []
-    for kind, part in compiled.parts.items():
-        count = m.L if kind is PartKind.LAYER else 1
+    for key, part in compiled.parts.items():
         for direction, plan in (("forward", part.forward), ("backward", part.backward)):
             for row in plan.rows(point):
-                rows.append(_scaled(row, f"{kind.value}.{direction}", count))
+                rows.append(_scaled(row, f"{key.name}.{direction}", counts[key]))
     plans = {id(op): part for part in compiled.parts.values() for op in _ops(part)}
     check_op(only, [row.op.name for row in rows], m.name)
     ops = tuple(
@@ -60,24 +66,26 @@ def explain_training(
         for row in rows
         if only in (None, row.op.name)
     )
-    layer = [r for r in rows if r.segment.startswith("layer.")]
-    per_layer = LayerTotal("decoder", m.L,
-                           *(sum(getattr(r, f) for r in layer) / m.L
-                             for f in ("flops", "bytes", "time")))  # fmt: skip
-    time = sum(r.time for r in rows)
-    bound = max(rows, key=lambda r: r.time).bound
-    return PhaseExplanation(
+    layers = tuple(
+        LayerTotal(key.name.replace("layer", "decoder"), n,
+                   *(sum(getattr(r, f) for r in rows if r.segment.startswith(key.name + "."))
+                     / n for f in ("flops", "bytes", "time")))
+        for key, n in counts.items() if key.is_layer
+    )  # fmt: skip
+    rule = training_rule(m, lay, counts, rows, point, w.attention)
+    explanation = PhaseExplanation(
         phase="train",
         point=point,
-        derived=(),
+        derived=derived,
         ops=ops,
-        layers=(per_layer,),
+        layers=layers,
         flops=sum(r.flops for r in rows),
         bytes=sum(r.bytes for r in rows),
-        time_s=time,
-        bound=bound,
-        closed_forms=(training_rule(m, compiled, rows, point, w.attention),),
+        time_s=sum(r.time for r in rows),
+        bound=max(rows, key=lambda r: r.time).bound,
+        closed_forms=(rule,) if rule is not None else (),
     )
+    return explanation, tuple(r.op for r in rows)
 
 
 def _ops(part):
@@ -96,25 +104,35 @@ def _scaled(row: Row, segment: str, count: int) -> Row:
                    **{f: getattr(row, f) * count for f in times})  # fmt: skip
 
 
-def training_rule(m: ModelConfig, compiled, rows: list[Row], point: Point, attention: str):
-    """6 FLOPs per weight per token plus the attention core's products (module docstring)."""
+def training_rule(m: ModelConfig, lay, counts: dict, rows: list[Row], point: Point,
+                  attention: str) -> ClosedForm | None:  # fmt: skip
+    """6 FLOPs per weight per token plus the attention core's products (module docstring); a
+    routed expert's weights count k/E_l of the time (E_l = E/ep held: the device's experts get
+    b·s·k of the ep ranks' assignments in all). None where it does not apply in this form
+    (latent attention; experts split by tensor parallelism)."""
+    if m.mla or (m.num_experts and lay.etp > 1):
+        return None
     b, s, t, _ = point
-    n_h = m.n_h // compiled.shape.tp
-    weights = sum(
-        (m.L if r.segment.startswith("layer.") else 1) * r.op.gemm.b.elements.value()
-        for r in rows
-        if r.segment.endswith("forward")
-        and r.op.gemm is not None
-        and r.op.gemm.b.role is Role.WEIGHT
-        and r.count  # fmt: skip
-    )
+    n_h = m.n_h // lay.tp
+    weights = 0.0
+    for r in rows:
+        g = r.op.gemm
+        if r.segment.endswith("forward") and g is not None and g.b.role is Role.WEIGHT:
+            share = m.experts_per_token * lay.ep / m.num_experts if g.b.routed else 1.0
+            weights += r.count * g.b.elements.value() * share
     products = 2 + BACKWARD_CORE_PRODUCTS[attention]
-    value = 6 * b * s * weights + products * 2 * b * n_h * s * t * m.d * m.L
+    w = m.sliding_window
+    windowed = sum(n for key, n in counts.items() if key.is_layer and key.window)
+    keys = f"{m.L - windowed}·t + {windowed}·min(t, {w})" if windowed else "L·t"
+    keys_n = f"{m.L - windowed}·{t} + {windowed}·{min(t, w)}" if windowed else f"{m.L}·{t}"
+    all_keys = (m.L - windowed) * t + (windowed * min(t, w) if windowed else 0)
+    value = 6 * b * s * weights + products * 2 * b * n_h * s * m.d * all_keys
+    routed = ", a routed expert's k/E_l of the time" if m.num_experts else ""
     return ClosedForm(
         "6 FLOPs per weight per token (2 forward, 4 backward), plus attention's "
-        f"{products} products (N: every matmul weight, the LM head's included)",
-        f"6·b·s·N + {products}·2·b·n_h·s·t·d·L",
-        f"6·{b}·{s}·{weights:.0f} + {products}·2·{b}·{n_h}·{s}·{t}·{m.d}·{m.L}",
+        f"{products} products (N: every matmul weight, the LM head's included{routed})",
+        f"6·b·s·N + {products}·2·b·n_h·s·d·({keys})",
+        f"6·{b}·{s}·{weights:.0f} + {products}·2·{b}·{n_h}·{s}·{m.d}·({keys_n})",
         value,
         sum(r.matmul_flops for r in rows),
     )

@@ -203,8 +203,24 @@ def test_a_training_micro_batch_is_what_perfest_train_sums():
 
 def test_training_formulas_evaluate_to_the_ops_numbers():
     e = explain("mistral-7b", "h100-sxm", batch=1, input_len=128, phase="train", tp=2)
-    env = {**{n: v for n, v, _ in e.symbols}, **e.phases[0].point._asdict()}
-    for op in e.phases[0].ops:
+    (phase,) = e.phases
+    env = {**{n: v for n, v, _ in e.symbols}, **phase.point._asdict()}
+    env |= {n: v for n, v, _ in phase.derived}
+    for op in phase.ops:
         assert evaluate(op.flops_formula, env) == pytest.approx(op.flops), op.name
         for x in op.operands:
             assert evaluate(x.elements_formula, env) == pytest.approx(x.elements), op.name
+
+
+@pytest.mark.parametrize(
+    "model, tp, ep, s",
+    [("mixtral-8x7b", 1, 1, 256), ("qwen3-30b-a3b", 1, 4, 128), ("mistral-7b", 2, 1, 5000),
+     ("gpt-oss-20b", 1, 2, 300)],
+)  # fmt: skip
+def test_the_training_rule_holds_for_experts_and_windows(model, tp, ep, s):
+    # a routed expert's weights count k/E_l (its device gets b·s·k assignments from the ep
+    # ranks); a windowed layer's queries see min(t, w) keys
+    (phase,) = explain(model, "h100-sxm", batch=1, input_len=s, phase="train", tp=tp,
+                       ep=ep).phases  # fmt: skip
+    (rule,) = phase.closed_forms
+    assert rule.value == pytest.approx(rule.perfest, rel=1e-12)
