@@ -12,7 +12,11 @@ from perfest.training.step import PartKind, Shape, build_parts, training_ctx
 P = {"b": 2, "s": 3, "t": 3, "s_logits": 3}  # b·s = 6 rows
 
 #: the models a training step is modelled for (mixtures of experts: not yet)
-TRAINABLE = [n for n in perfest.list_models() if not perfest.load_model(n).num_experts]
+TRAINABLE = [
+    n
+    for n in perfest.list_models()
+    if not perfest.load_model(n).num_experts and perfest.load_model(n).architecture == "decoder"
+]
 
 
 def parts(model, tp=1, cp=1, sp=False, flash=True):
