@@ -216,6 +216,8 @@ def run(plan: Plan, model: ModelConfig, hw: HardwareSpec, w: Workload) -> Estima
         for spec, point, total in zip(specs, points, totals, strict=True)
     )
     notes = (memory_note(hw, memory), positions_note(model, w), *layout_notes(model, hw, w))
+    if model.architecture == "encoder" and w.head is None:  # say which head ran
+        w = w.model_copy(update={"head": model.head})
     r = plan.rates
     return Estimate(
         model.name,

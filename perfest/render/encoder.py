@@ -23,7 +23,7 @@ def _dtypes(w: dict) -> str:
 
 def render_encoding(est: Estimate, console: Console, layers: bool = False) -> None:
     w, mem, enc = est.workload, est.memory, est.encoding
-    head = w.head or est.encode.plan.ctx.model.head
+    head = w.head
     console.print(
         f"[bold]{est.model}[/] on [bold]{est.hardware}[/]"
         + (f" ×{w.tp} (tensor parallel)" if w.tp > 1 else "")

@@ -207,17 +207,20 @@ class DecoderBlock(nn.Module):
 
 
 class EncoderEmbedding(nn.Module):
-    """Token (+ learned position) (+ token-type) rows, summed (+ LayerNorm'd, functionally)."""
+    """Token (+ learned position) (+ token-type) rows, summed (+ LayerNorm'd). Tables and norm
+    are parameters used functionally, so the per-group timer sees one embedding module;
+    `tokens` is a shared table (T5's), else its own."""
 
     def __init__(self, model: ModelConfig, tokens=None, **factory):
         super().__init__()
-        self.tokens = tokens if tokens is not None else nn.Embedding(model.V, model.h, **factory)
+
+        def table(rows: int):
+            return nn.Parameter(torch.zeros(rows, model.h, **factory))
+
+        self.tokens = tokens if tokens is not None else table(model.V)
         learned = model.position == "learned"
-        self.positions = (
-            nn.Embedding(model.max_position_embeddings, model.h, **factory) if learned else None
-        )
-        types = model.type_vocab_size
-        self.types = nn.Embedding(types, model.h, **factory) if types else None
+        self.positions = table(model.max_position_embeddings) if learned else None
+        self.types = table(model.type_vocab_size) if model.type_vocab_size else None
         if model.embedding_norm:
             self.norm_weight = nn.Parameter(torch.ones(model.h, **factory))
             self.norm_bias = nn.Parameter(torch.zeros(model.h, **factory))
@@ -226,11 +229,11 @@ class EncoderEmbedding(nn.Module):
 
     def forward(self, ids):
         s = ids.shape[1]
-        x = self.tokens(ids)  # [b, s, h]
+        x = F.embedding(ids, self.tokens)  # [b, s, h]
         if self.positions is not None:
-            x = x + self.positions(torch.arange(s, device=ids.device))
+            x = x + self.positions[:s]
         if self.types is not None:  # every token of segment 0
-            x = x + self.types(torch.zeros_like(ids))
+            x = x + F.embedding(torch.zeros_like(ids), self.types)
         if self.norm_weight is not None:
             x = F.layer_norm(x, (x.shape[-1],), self.norm_weight, self.norm_bias)
         return x
@@ -259,7 +262,7 @@ class MLMHead(nn.Module):
         self.norm_bias = nn.Parameter(torch.zeros(h, **factory))
         self.mlm_decoder = nn.Linear(h, model.V, bias=model.lm_head_bias, **factory)
         if model.tied_embeddings:
-            self.mlm_decoder.weight = tokens.weight
+            self.mlm_decoder.weight = tokens
 
     def forward(self, x):
         x = self.act(self.mlm_transform(x))
@@ -315,7 +318,7 @@ class ReferenceSeq2Seq(nn.Module):
         super().__init__()
         self.config = model
         self.shared = nn.Embedding(model.V, model.h, **f)
-        self.encoder = ReferenceEncoder(model, layers, flash, None, self.shared, **f)
+        self.encoder = ReferenceEncoder(model, layers, flash, None, self.shared.weight, **f)
         self.position_bias = RelativeBias(model, False, **f)
         count = min(layers or model.L_dec, model.L_dec)
         self.blocks = nn.ModuleList(DecoderBlock(model, flash, **f) for _ in range(count))
