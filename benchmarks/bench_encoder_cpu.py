@@ -61,8 +61,7 @@ def summary(points: list[dict]) -> dict:
         "worst_abs_error_pct": max(errors),
         "points": len(errors),
         "groups_median_error_pct": {
-            g: statistics.median(p["groups"][g] for p in points if g in p["groups"])
-            for g in groups
+            g: statistics.median(p["groups"][g] for p in points if g in p["groups"]) for g in groups
         },
     }
 

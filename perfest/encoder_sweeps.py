@@ -139,28 +139,10 @@ def encoder_sweep(
         plan = plan_for(m, hw, shape)
         series = []
         for b in batches:
-            at = Shape(b, n, 1)
-            totals = plan.evaluate(encode_point(at))
-            memory = memory_estimate(plan, hw, at)
-            rate = encoding(at, totals)
-            series.append(
-                EncoderSweepPoint(
-                    hw.name,
-                    b,
-                    n,
-                    rate.latency_s,
-                    rate.sequences_per_s,
-                    rate.tokens_per_s,
-                    totals.flops / totals.bytes,
-                    totals.bound,
-                    totals.weights_bound,
-                    memory.total_bytes,
-                    memory.capacity_bytes,
-                    memory.fits,
-                )  # fmt: skip
-            )
+            series.append(_point(plan, hw, Shape(b, n, 1)))
             if progress is not None:
                 progress(len(points) + len(series), total)
+        memory = memory_estimate(plan, hw, Shape(batches[-1], n, 1))
         for note in (positions_note(m, shape), *layout_notes(m, hw, shape)):
             if note is not None:
                 warnings[note.text] = None
@@ -175,6 +157,27 @@ def encoder_sweep(
         points=tuple(points),
         summaries=tuple(summaries),
         warnings=tuple(warnings),
+    )
+
+
+def _point(plan, hw: HardwareSpec, at: Shape) -> EncoderSweepPoint:
+    """One batch size at one length: the encode pass's rates, bound and memory."""
+    totals = plan.evaluate(encode_point(at))
+    memory = memory_estimate(plan, hw, at)
+    rate = encoding(at, totals)
+    return EncoderSweepPoint(  # positional, in field order
+        hw.name,
+        at.batch,
+        at.input_len,
+        rate.latency_s,
+        rate.sequences_per_s,
+        rate.tokens_per_s,
+        totals.flops / totals.bytes,
+        totals.bound,
+        totals.weights_bound,
+        memory.total_bytes,
+        memory.capacity_bytes,
+        memory.fits,
     )
 
 

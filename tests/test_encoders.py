@@ -334,3 +334,20 @@ def test_show_model_says_the_architecture():
     r = run("show", "model", "t5-base")
     assert "encoder-decoder, 12 + 12 layers, 32 relative position buckets" in r.output
     assert "encoder, post-norm, head pooler" in run("show", "model", "bert").output
+
+
+@pytest.mark.parametrize("name", ENCODERS + SEQ2SEQ)
+@pytest.mark.parametrize("tp", [1, 2, 4])
+def test_memory_weights_are_the_weights_the_ops_read(name, tp):
+    """Every weight tensor any phase's op reads, once per layer holding it (a tensor shared by
+    the two stacks once), is what memory counts — at every tensor-parallel degree."""
+    fields = {"tp": tp, "batch": 3, "input_len": 100}
+    if name in SEQ2SEQ:
+        fields["output_len"] = 20
+    est = perfest.estimate(name, "h100-sxm", **fields)
+    held = {a.tensor: row.count for phase in est.phases for row in phase.rows
+            for a in row.op.reads if a.tensor.role is Role.WEIGHT}  # fmt: skip
+    assert est.memory.weights_bytes == sum(n * t.nbytes.value() for t, n in held.items())
+    if tp > 1:  # Megatron's two all-reduces per sub-block, and the vocabulary-split embedding
+        names = {row.op.name for row in est.phases[0].rows}
+        assert {"embed_allreduce", "attn_allreduce", "mlp_allreduce"} <= names

@@ -34,7 +34,20 @@ def render_encoding(est: Estimate, console: Console, layers: bool = False) -> No
         f"{count(est.parameters)} parameters · ridge point {est.ridge_point:,.0f} FLOP/B · "
         f"efficiency: compute {est.compute_efficiency:.0%}, memory {est.memory_efficiency:.0%}"
     )
-    phase = est.encode
+    console.print(_phase_row(est.encode))
+    console.print(_rates(enc))
+    fits = "[green]fits[/]" if mem.fits else "[red]does not fit[/]"
+    console.print(
+        f"memory per device: weights {gb(mem.weights_bytes)} + activations "
+        f"{gb(mem.activation_bytes)} (no KV cache) = {gb(mem.total_bytes)} of "
+        f"{gb(mem.capacity_bytes)} — {fits} (largest batch that fits: {mem.max_batch:,})"
+    )
+    if layers:
+        title = f"encode ({w.input_len} tokens, head {head}), per op"
+        console.print(phase_table(est.encode, title))
+
+
+def _phase_row(phase) -> Table:
     table = Table(show_edge=False)
     columns = ("phase", "tokens", "FLOPs", "bytes", "FLOP/B", "predicted", "roofline", "bound")
     for col in columns:
@@ -49,22 +62,17 @@ def render_encoding(est: Estimate, console: Console, layers: bool = False) -> No
         seconds(phase.roofline_time_s),
         bound_style(phase.bound),
     )
-    console.print(table)
+    return table
+
+
+def _rates(enc) -> Table:
     rates = Table(show_edge=False)
     for col in ("", "predicted", "roofline bound"):
         rates.add_column(col, justify="left" if not col else "right")
     rates.add_row("latency (the batch)", seconds(enc.latency_s), seconds(enc.roofline_latency_s))
     rates.add_row("sequences/s", _rate(enc.sequences_per_s), _rate(enc.roofline_sequences_per_s))
     rates.add_row("tokens/s", _rate(enc.tokens_per_s), _rate(enc.roofline_tokens_per_s))
-    console.print(rates)
-    fits = "[green]fits[/]" if mem.fits else "[red]does not fit[/]"
-    console.print(
-        f"memory per device: weights {gb(mem.weights_bytes)} + activations "
-        f"{gb(mem.activation_bytes)} (no KV cache) = {gb(mem.total_bytes)} of "
-        f"{gb(mem.capacity_bytes)} — {fits} (largest batch that fits: {mem.max_batch:,})"
-    )
-    if layers:
-        console.print(phase_table(phase, f"encode ({w.input_len} tokens, head {head}), per op"))
+    return rates
 
 
 _COLUMNS = ("batch", "latency", "seq/s", "tok/s", "FLOP/B", "bound", "memory", "fits")
