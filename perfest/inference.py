@@ -256,8 +256,10 @@ def estimate(
     config.json or model folder for a model), loaded specs, or dicts of their fields; the
     workload is a `Workload` or its fields as keywords (batch, input_len, output_len, dtype,
     weight_dtype, kv_dtype, tp, logits, attention, compute_efficiency, memory_efficiency, ep,
-    dp_attention, experts_touched, mla). A model that stores quantized weights (`weight_dtype`)
-    sets the weight dtype unless given.
+    dp_attention, experts_touched, mla, head). A model that stores quantized weights
+    (`weight_dtype`) sets the weight dtype unless given. An encoder's estimate has one phase,
+    `encode`, and `encoding` in place of `generation`; an encoder-decoder's has encode, prefill
+    and decode (perfest.encoders).
     """
     m, hw = load_model(model), load_hardware(hardware)
     w = for_model(m, make_workload(workload, **fields))
