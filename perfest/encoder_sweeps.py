@@ -151,7 +151,10 @@ def encoder_sweep(
     return EncoderSweepResult(
         model=m.name,
         hardware=tuple(hw.name for hw in devices),
-        workload=workload_json(base, exclude={"batch", "input_len", "output_len"}),
+        workload=workload_json(
+            base.model_copy(update={"head": base.head or m.head}),
+            exclude={"batch", "input_len", "output_len"},
+        ),  # fmt: skip
         batches=batches,
         input_lens=input_lens,
         points=tuple(points),

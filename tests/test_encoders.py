@@ -156,6 +156,7 @@ def test_encoder_sweep_over_batch_and_length():
         assert summary.knee_batch == {128: 4, 512: 1}[summary.input_len]
     data = result.to_dict()
     assert data["architecture"] == "encoder" and "output_lens" not in data
+    assert data["workload"]["head"] == "pooler"
     assert data["points"][0]["bound"] in ("compute", "memory", "overhead")
 
 
