@@ -1,11 +1,14 @@
 """CPU accuracy of perfest's predictions against measured PyTorch runs (a benchmark, not a test).
 
-    python benchmarks/bench_accuracy.py [--spec hardware.yaml] [--repeats 5] [--json out.json]
+    python benchmarks/bench_accuracy.py [--spec hardware.yaml] [--repeats 5] [--compile]
+                                        [--json out.json]
 
 Calibrates this machine (unless --spec is given), then runs `perfest.validate.run.validate` over
 a grid of small models × batch sizes × prompt lengths, and prints a Markdown table of the
 per-point errors, the median and worst |error| per phase, and the median |error| per op group.
-error = (predicted − measured) / measured.
+error = (predicted − measured) / measured. Eager runs are predicted at `--fusion none` (every
+element-wise op its own kernel); with --compile, torch.compile'd runs are also timed and
+predicted at `--fusion full`.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ LENGTHS = (64, 256)
 OUTPUT_LEN = 32
 
 
-def run_grid(spec, repeats: int, models=MODELS, batches=BATCHES, lengths=LENGTHS) -> list[dict]:
+def run_grid(spec, repeats: int, models=MODELS, batches=BATCHES, lengths=LENGTHS,
+             compile: bool = False) -> list[dict]:  # fmt: skip
     from perfest.validate.run import validate
 
     points = []
@@ -49,42 +53,44 @@ def run_grid(spec, repeats: int, models=MODELS, batches=BATCHES, lengths=LENGTHS
         for b in batches:
             for s in lengths:
                 v = validate(make(), spec, "cpu", batch=b, input_len=s, output_len=OUTPUT_LEN,
-                             dtype="fp32", repeats=repeats)  # fmt: skip
+                             dtype="fp32", repeats=repeats, compile=compile)  # fmt: skip
                 for p in v.phases:
                     points.append({
                         "model": name, "batch": b, "input_len": s, "phase": p.phase,
+                        "mode": p.mode, "fusion": p.fusion,
                         "predicted_s": p.predicted_s, "measured_s": p.measured_s,
                         "error_pct": p.error_pct,
                         "groups": {g.group: g.error_pct for g in p.groups},
                     })  # fmt: skip
-                    print(f"{name:11s} b={b} s={s:4d} {p.phase:8s} {p.error_pct:+6.1f} %",
-                          file=sys.stderr)  # fmt: skip
+                    print(f"{name:11s} b={b} s={s:4d} {p.phase:8s} {p.mode:9s} "
+                          f"{p.error_pct:+6.1f} %", file=sys.stderr)  # fmt: skip
     return points
 
 
 def summary(points: list[dict]) -> dict:
     out = {}
-    for phase in ("prefill", "decode"):
-        errors = [abs(p["error_pct"]) for p in points if p["phase"] == phase]
-        out[phase] = {"median_abs_error_pct": statistics.median(errors),
-                      "worst_abs_error_pct": max(errors), "points": len(errors)}  # fmt: skip
-        groups = sorted({g for p in points for g in p["groups"]})
-        out[phase]["groups_median_error_pct"] = {
-            g: statistics.median(p["groups"][g] for p in points
-                                 if p["phase"] == phase and g in p["groups"])
+    for key in dict.fromkeys(f"{p['phase']} {p['mode']} ({p['fusion']})" for p in points):
+        mine = [p for p in points if f"{p['phase']} {p['mode']} ({p['fusion']})" == key]
+        errors = [abs(p["error_pct"]) for p in mine]
+        out[key] = {"median_abs_error_pct": statistics.median(errors),
+                    "worst_abs_error_pct": max(errors), "points": len(errors)}  # fmt: skip
+        groups = sorted({g for p in mine for g in p["groups"]})
+        out[key]["groups_median_error_pct"] = {
+            g: statistics.median(p["groups"][g] for p in mine if g in p["groups"])
             for g in groups
         }  # fmt: skip
     return out
 
 
 def markdown(points: list[dict], stats: dict, spec) -> str:
-    lines = ["| model | batch | input | phase | predicted | measured | error |",
-             "|---|---:|---:|---|---:|---:|---:|"]  # fmt: skip
+    lines = ["| model | batch | input | phase | mode (fusion) | predicted | measured | error |",
+             "|---|---:|---:|---|---|---:|---:|---:|"]  # fmt: skip
     for p in points:
         lines.append(f"| {p['model']} | {p['batch']} | {p['input_len']} | {p['phase']} | "
+                     f"{p['mode']} ({p['fusion']}) | "
                      f"{p['predicted_s'] * 1e3:.2f} ms | {p['measured_s'] * 1e3:.2f} ms | "
                      f"{p['error_pct']:+.0f} % |")  # fmt: skip
-    lines += ["", "| phase | median abs error | worst abs error | median error by group |",
+    lines += ["", "| phase, mode | median abs error | worst abs error | median error by group |",
               "|---|---:|---:|---|"]  # fmt: skip
     for phase, s in stats.items():
         groups = ", ".join(f"{g} {e:+.0f} %" for g, e in s["groups_median_error_pct"].items())
@@ -108,6 +114,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the points and summary here")
     parser.add_argument("--models", nargs="+", choices=sorted(MODELS),
                         default=["gpt2", "llama-mini"])  # fmt: skip
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     args = parser.parse_args()
     if args.spec:
         spec = load_hardware(args.spec)
@@ -117,7 +124,8 @@ def main() -> None:
         spec, _ = calibrate("cpu", progress=lambda m: print(f"calibrating: {m}", file=sys.stderr))
         path = write_spec(spec, Path(tempfile.mkdtemp()) / "calibrated-cpu.yaml")
         print(f"calibrated spec: {path}", file=sys.stderr)
-    points = run_grid(spec, args.repeats, {m: MODELS[m] for m in args.models})
+    points = run_grid(spec, args.repeats, {m: MODELS[m] for m in args.models},
+                      compile=args.compile)  # fmt: skip
     stats = summary(points)
     print(f"<!-- {datetime.date.today()} on {platform.node()} ({platform.processor() or ''}), "
           f"{' '.join(sys.argv)} -->")  # fmt: skip

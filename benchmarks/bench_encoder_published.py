@@ -1,7 +1,8 @@
 """perfest's encoder predictions against PUBLISHED BERT latencies on a GPU (a benchmark, not a
 test): NVIDIA's TensorRT BERT tables on an A100 (benchmarks/published_encoders.yaml).
 
-    python benchmarks/bench_encoder_published.py [--json out.json] [--markdown]
+    python benchmarks/bench_encoder_published.py [--fusion none|default|full] [--json out.json]
+                                                 [--markdown]
 
 Each point runs `perfest.estimate` with the device's default efficiencies (nothing is tuned to
 these numbers) and compares the predicted encode latency with the published average.
@@ -24,9 +25,10 @@ from benchmarks.common import machine
 HERE = Path(__file__).resolve().parent
 
 
-def run(path: Path) -> tuple[dict, list[dict]]:
+def run(path: Path, fusion: str = "default") -> tuple[dict, list[dict]]:
     data = yaml.safe_load(path.read_text())
     fixed = {key: data[key] for key in ("dtype", "head")}
+    fixed["fusion"] = fusion
     rows = []
     for pt in data["points"]:
         est = perfest.estimate(pt["model"], data["hardware"], batch=pt["batch"],
@@ -88,11 +90,12 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=HERE / "published_encoders.yaml")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--fusion", default="default", choices=("none", "default", "full"))
     args = parser.parse_args()
-    data, rows = run(args.data)
+    data, rows = run(args.data, args.fusion)
     sums = summary(rows)
     print(machine())
-    print(f"source: {data['source']}")
+    print(f"source: {data['source']}; perfest --fusion {args.fusion}")
     if args.markdown:
         print(markdown(rows, sums))
     else:

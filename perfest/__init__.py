@@ -29,6 +29,7 @@ _EXPORTS = {
     "Workload": "perfest.specs",
     "count_parameters": "perfest.parameters",
     "estimate": "perfest.inference",
+    "explain": "perfest.explain",
     "estimate_training": "perfest.training.estimate",
     "list_hardware": "perfest.catalog",
     "list_models": "perfest.catalog",
@@ -48,6 +49,7 @@ __all__ = [
     "Workload",
     "count_parameters",
     "estimate",
+    "explain",
     "estimate_training",
     "list_hardware",
     "list_models",
@@ -73,6 +75,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from perfest.catalog import list_hardware, list_models, load_hardware, load_model
     from perfest.errors import PerfestError
+    from perfest.explain import explain
     from perfest.inference import estimate
     from perfest.parameters import count_parameters
     from perfest.results import Estimate

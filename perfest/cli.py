@@ -34,6 +34,7 @@ LAZY_COMMANDS = {
     "roofline": "perfest.sweep_cli:roofline",
     "validate": "perfest.validate.cli:validate",
     "calibrate": "perfest.validate.cli:calibrate",
+    "explain": "perfest.explain_cli:explain",
     "train": "perfest.train_cli:train",
 }
 
@@ -93,12 +94,23 @@ def cli() -> None:
 @gpu_option
 @workload_options
 @click.option("--layers", is_flag=True, help="Add the per-op tables for prefill and decode.")
+@click.option(
+    "--compare",
+    default=None,
+    help="Show the variants of one axis side by side: fusion (none, default, full) or "
+    "attention (eager, flash).",
+)
 @output_options
 @reports_errors
-def estimate(model: str, gpu: str, layers: bool, as_json: bool, as_csv: bool, **kwargs) -> None:
+def estimate(
+    model: str, gpu: str, layers: bool, compare: str | None, as_json: bool, as_csv: bool, **kwargs
+) -> None:
     """Predict prefill, decode and generation time, memory and the bound of each."""
     from perfest.export import estimate_csv
     from perfest.inference import estimate as run
+
+    if compare is not None:
+        return _compare(model, gpu, compare, as_json, as_csv, kwargs)
 
     est = run(model, gpu, **pick_workload(kwargs))
     emit(
@@ -169,6 +181,21 @@ def show(kind: str, name: str, as_json: bool) -> None:
             click.echo(dumps(spec.model_dump(mode="json")))
         else:
             show_hardware(spec, stdout())
+
+
+def _compare(model: str, gpu: str, axis: str, as_json: bool, as_csv: bool, kwargs) -> None:
+    from perfest.compare import compare
+
+    if as_csv:
+        fail("--compare, --csv: the comparison prints as a table or --json")
+    result = compare(model, gpu, axis, **pick_workload(kwargs))
+
+    def render(console) -> None:
+        from perfest.render.estimate import render_comparison
+
+        render_comparison(result, console)
+
+    emit(as_json, False, result.to_dict, lambda: "", render)
 
 
 def _render_estimate(est, console, layers: bool) -> None:

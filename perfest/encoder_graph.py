@@ -19,14 +19,21 @@ from dataclasses import replace
 
 from perfest.graph import Graph, Segment
 from perfest.layers import Ctx
-from perfest.layers.context import Phase
+from perfest.layers.context import Fusion, Phase
 from perfest.layers.embedding import embedding_ops, head_ops, token_table
 from perfest.layers.encoder import cross_decoder_block, encoder_block, encoder_embedding_ops
+from perfest.layers.fusion import fuse
 from perfest.layers.heads import head_scale_op, mlm_ops, pooler_ops
 from perfest.layers.norm import norm_op
 from perfest.layers.relative_bias import bias_tensor, position_bias_op
 from perfest.ops import Op
 from perfest.symbols import b, s
+
+
+def segment(ctx: Ctx, name: str, ops, count: int) -> Segment:
+    """`count` layers of `ops`, their element-wise chains folded into the products under full
+    fusion (perfest.layers.fusion), as a decoder's are."""
+    return Segment(name, tuple(fuse(ops) if ctx.fusion is Fusion.FULL else ops), count)
 
 
 def encoder_head(ctx: Ctx) -> str:
@@ -41,12 +48,12 @@ def stack_graph(ctx: Ctx) -> Graph:
     if ctx.model.architecture == "encoder":
         segments, x, tokens = encoder_segments(ctx)
         head = _head_ops(replace(ctx, scope="encoder."), x, tokens)
-        return Graph((*segments, *((Segment("head", tuple(head), 1),) if head else ())))
+        return Graph((*segments, *((segment(ctx, "head", head, 1),) if head else ())))
     if ctx.phase is Phase.ENCODE:
         segments, x, _ = encoder_segments(ctx)
         enc = replace(ctx, scope="encoder.")
         final = norm_op("final_norm", enc, x, enc.act("out", b * s, enc.h))
-        return Graph((*segments, Segment("encoder.final", (final,), 1)))
+        return Graph((*segments, segment(ctx, "encoder.final", [final], 1)))
     return Graph(decoder_segments(ctx, project=ctx.phase is not Phase.DECODE))
 
 
@@ -62,7 +69,7 @@ def _bias_segment(ctx: Ctx, causal: bool) -> tuple:
     if ctx.model.position != "relative":
         return None, ()
     bias = bias_tensor(ctx)
-    return bias, (Segment("position_bias", (position_bias_op(ctx, bias, causal),), 1),)
+    return bias, (segment(ctx, "position_bias", [position_bias_op(ctx, bias, causal)], 1),)
 
 
 def encoder_segments(ctx: Ctx) -> tuple[tuple[Segment, ...], object, object]:
@@ -73,9 +80,9 @@ def encoder_segments(ctx: Ctx) -> tuple[tuple[Segment, ...], object, object]:
     bias, bias_segment = _bias_segment(enc, causal=False)
     return (
         (
-            Segment("embedding", tuple(encoder_embedding_ops(enc, tokens, x)), 1),
+            segment(ctx, "embedding", encoder_embedding_ops(enc, tokens, x), 1),
             *bias_segment,
-            Segment("encoder", tuple(encoder_block(enc, bias)), ctx.model.L_enc),
+            segment(ctx, "encoder", encoder_block(enc, bias), ctx.model.L_enc),
         ),
         x,
         tokens,
@@ -108,8 +115,8 @@ def decoder_segments(ctx: Ctx, project: bool) -> tuple[Segment, ...]:
     if ctx.model.head_scale:  # after the final norm (head_ops' first op), before the LM head
         head.insert(1, head_scale_op(dec, head[0].writes[0].tensor))
     return (
-        Segment("embedding", tuple(embedding_ops(dec, tokens, x)), 1),
+        segment(ctx, "embedding", embedding_ops(dec, tokens, x), 1),
         *bias_segment,
-        Segment("decoder", tuple(cross_decoder_block(dec, bias, project)), ctx.model.L_dec),
-        Segment("head", tuple(head), 1),
+        segment(ctx, "decoder", cross_decoder_block(dec, bias, project), ctx.model.L_dec),
+        segment(ctx, "head", head, 1),
     )

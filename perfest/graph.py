@@ -26,7 +26,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from perfest.layers import Ctx, decoder_block
+from perfest.layers.context import Fusion
 from perfest.layers.embedding import embedding_ops, head_ops, token_table
+from perfest.layers.fusion import fuse
 from perfest.ops import Op, Role, Tensor
 from perfest.symbols import Derived, Expr, derived_in
 
@@ -128,12 +130,12 @@ def build_graph(ctx: Ctx) -> Graph:
     for kind, n in counts.items():
         name = _segment_name(kind, counts)
         scoped = replace(ctx, scope=f"{name}.") if len(counts) > 1 else ctx
-        decoders.append(Segment(name, tuple(decoder_block(scoped, *kind)), n))
+        decoders.append(Segment(name, _fused(ctx, decoder_block(scoped, *kind)), n))
     return Graph(
         (
-            Segment("embedding", tuple(embedding_ops(ctx, tokens, x)), 1),
+            Segment("embedding", _fused(ctx, embedding_ops(ctx, tokens, x)), 1),
             *decoders,
-            Segment("head", tuple(head_ops(ctx, tokens, x)), 1),
+            Segment("head", _fused(ctx, head_ops(ctx, tokens, x)), 1),
         )
     )
 
@@ -146,6 +148,12 @@ def model_graph(ctx: Ctx) -> Graph:
 
         return whole_graph(ctx)
     return build_graph(ctx)
+
+
+def _fused(ctx: Ctx, ops: list[Op]) -> tuple[Op, ...]:
+    """A segment's ops, with every element-wise chain folded into a product under full fusion
+    (perfest.layers.fusion)."""
+    return tuple(fuse(ops)) if ctx.fusion is Fusion.FULL else tuple(ops)
 
 
 def _segment_name(kind: tuple[bool, bool], counts: dict) -> str:

@@ -402,8 +402,8 @@ def model_from_hf_config(
     kind = config.get("model_type")
     if not isinstance(kind, str) or kind not in _READERS:
         known = ", ".join(sorted(k for k in _READERS if k.islower()))
-        shown = str(kind)[:40]
-        raise UnsupportedError(f"{where}: model_type: '{shown}' is not supported (known: {known})")
+        problem = "is missing" if kind is None else f"{str(kind)[:40]!r} is not supported"
+        raise UnsupportedError(f"{where}: model_type: {problem} (known: {known})")
     _refuse_unmodelled(config, where, kind)
     fields = _READERS[kind](config, where)
     optional = (

@@ -141,7 +141,8 @@ class Gemm:
 
     @property
     def flops(self) -> Expr:
-        return mul(2, self.m, self.k, self.n, self.batch)
+        """2·batch·m·k·n (written batch first: 2·b·n_h·s·d·t reads as the attention formula)."""
+        return mul(2, self.batch, self.m, self.k, self.n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +266,24 @@ def matmul(
         kernels=kernels,
         dequant=mul(k, n, b_batch) if weight_only else ZERO,
         saves=saves,
+    )
+
+
+def fold(
+    op: Op,
+    flops: Expr | float = ZERO,
+    reads: tuple[Access, ...] = (),
+    writes: tuple[Access, ...] | None = None,
+) -> Op:
+    """`op` with element-wise work fused into its prologue or epilogue (perfest.layers.fusion):
+    the extra FLOPs and reads (what the fused work needs besides the op's own operands) and,
+    when given, the writes that replace the op's. The fused work's intermediates never reach
+    memory, so they appear nowhere."""
+    return replace(
+        op,
+        flops=op.flops + flops,
+        reads=op.reads + reads,
+        writes=op.writes if writes is None else writes,
     )
 
 

@@ -53,6 +53,9 @@ _FLAGS = {
     "batches": "--batch",
     "input_lens": "--input-len",
     "output_lens": "--output-len",
+    "compare": "--compare",
+    "phase": "--phase",
+    "op": "--op",
 }
 
 
@@ -151,6 +154,13 @@ def workload_options(
             type=click.Choice(["flash", "eager"]),
             default=None,
             help="Fused flash attention or eager (scores through memory) [flash].",
+        ),
+        click.option(
+            "--fusion",
+            type=click.Choice(["none", "default", "full"]),
+            default=None,
+            help="Element-wise fusion: none (eager PyTorch), default (serving kernels), full "
+            "(fused into the matmuls, as a compiler can) [default].",
         ),
         click.option(
             "--compute-efficiency",

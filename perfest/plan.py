@@ -48,6 +48,7 @@ from perfest.roofline import (
     Rates,
     cheapest_tiles,
     fit,
+    peak,
     rates,
 )
 from perfest.sharding import Layout, Link, link, shard
@@ -240,10 +241,10 @@ class Plan:
         g = op.gemm
         dims = tuple(_dim(x, monos, op) for x in (g.m, g.k, g.n, g.batch))
         bias = _add(op.flops.poly(), {m: -c for m, c in g.flops.poly().items()})
-        peak = r.attention_flops if op.activation_product else r.matmul_flops
+        op_peak = peak(op, r)
         instructions = DEQUANT_INSTRUCTIONS_PER_ELEMENT.get(g.b.dtype, 0.0)
         dequant = op.dequant.poly() if instructions else {}
-        rate = instructions / (r.vector_flops / 2)  # an FMA is one instruction, 2 FLOPs
+        dequant_rate = instructions / (r.vector_flops / 2)  # an FMA is one instruction, 2 FLOPs
         weight = not op.activation_product
         (row_mono,) = g.m.poly()
         constant_rest = all(i == 0 for i, _ in dims[1:])
@@ -257,13 +258,13 @@ class Plan:
                 (k, n, batch),
                 bias.get(row_mono, 0),
                 (nbytes.get(row_mono, 0), nbytes.get((), 0)),
-                dequant.get((), 0) * rate,
+                dequant.get((), 0) * dequant_rate,
             )
-            return "linear", (*linear, peak, weight, overhead)
-        extra = _sparse(bias, monos, 1, "bias FLOPs", op)
+            return "linear", (*linear, op_peak, weight, overhead)
+        extra = _sparse(bias, monos, 2, "bias and fused FLOPs", op)
         dq = _sparse(dequant, monos, 1, "dequant", op) if dequant else (0, 0)
-        byte_pairs = _sparse(nbytes, monos, 3, "bytes", op)
-        return "gemm", (dims, extra, byte_pairs, dq, rate, peak, weight, overhead)
+        byte_pairs = _sparse(nbytes, monos, 4, "bytes", op)
+        return "gemm", (dims, extra, byte_pairs, dq, dequant_rate, op_peak, weight, overhead)
 
     def _term(self, family: str, sig: tuple, n: int) -> tuple:
         """The numbers one evaluation needs, for `n` instances, with the rates folded in."""
@@ -276,7 +277,7 @@ class Plan:
             return (i1, i2, f1 * n, f2 * n, y1 * n, y2 * n, overhead * n)
         streams = r.gemv_row_s > 0 or r.gemm_memory_eff is not None
         if family == "linear":
-            (im, cm), (k, n_cols, batch), xc, (y1, y0), dq, peak, weight, overhead = sig
+            (im, cm), (k, n_cols, batch), xc, (y1, y0), dq, op_peak, weight, overhead = sig
             single = streams and batch == 1  # a single product streams its weights
             # column tiles: each shape's count over all products, and the least padding
             columns = tuple((tn, batch * -(-n_cols // tn)) for tn in r.tile_ns)
@@ -294,32 +295,31 @@ class Plan:
                 y1,
                 y0,
                 dq * n,
-                n / (peak * r.compute_eff),
+                n / (op_peak * r.compute_eff),
                 n / (r.bandwidth * r.memory_eff),
                 n_cols * r.gemv_row_s * n if single else 0.0,
                 n / (r.bandwidth * r.gemm_memory_eff) if single and r.gemm_memory_eff else 0.0,
-                n / peak,
+                n / op_peak,
                 n / r.bandwidth,
                 n,
                 weight,
                 overhead * n,
             )
-        dims, (ix, cx), byte_pairs, (idq, cdq), rate, peak, weight, overhead = sig
+        dims, extra, byte_pairs, (idq, cdq), rate, op_peak, weight, overhead = sig
         return (
             *dims[0],
             *dims[1],
             *dims[2],
             *dims[3],
-            ix,
-            cx,
+            *extra,
             *byte_pairs,
             idq,
             cdq * rate * n,
-            n / (peak * r.compute_eff),
+            n / (op_peak * r.compute_eff),
             n / (r.bandwidth * r.memory_eff),
             r.gemv_row_s * n,
             n / (r.bandwidth * r.gemm_memory_eff) if r.gemm_memory_eff else 0.0,
-            n / peak,
+            n / op_peak,
             n / r.bandwidth,
             n,
             weight,
@@ -486,7 +486,8 @@ class Plan:
             if sink is not None:
                 sink.append((index, tm, tb, 0.0, o, tt, rl, bound, f * n_inst, mm * n_inst))
         for (
-            im, cm, ik, ck, in_, cn, ib, cb, ix, cx, j1, y1, j2, y2, j3, y3, idq, cdq,
+            im, cm, ik, ck, in_, cn, ib, cb, ix, cx, ix2, cx2, j1, y1, j2, y2, j3, y3, j4, y4,
+            idq, cdq,
             ipc, ibmc, rowc, ibgc, ipk, ibwc, n_inst, is_weight, o, index,
         ) in gemm:  # fmt: skip
             m, k, n, bt = cm * M[im], ck * M[ik], cn * M[in_], cb * M[ib]
@@ -501,13 +502,13 @@ class Plan:
             else:
                 columns = tuple((tn_, bt * -(-n // tn_)) for tn_ in tns)
                 area, mtc = cheapest_tiles(m, columns, waves, r, 2.0 * k * ipc, unpack)
-            extra = cx * M[ix]  # bias adds in the epilogue
+            extra = cx * M[ix] + cx2 * M[ix2]  # bias adds, fused element-wise work (epilogue)
             mm = 2.0 * m * k * n * bt
             f = mm + extra
             tm = (2.0 * k * area + extra) * ipc
             if unpack:  # weight-only: unpack the weights once per m-tile
                 tm += unpack * mtc
-            y = y1 * M[j1] + y2 * M[j2] + y3 * M[j3]
+            y = y1 * M[j1] + y2 * M[j2] + y3 * M[j3] + y4 * M[j4]
             tb = y * ibmc
             if (bt == 1 or is_weight) and (rowc or ibgc):
                 # a single product streams its weights (CPU BLAS); so does each of a grouped

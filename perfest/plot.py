@@ -141,6 +141,61 @@ def roofline_figure(est: Estimate, hw: HardwareSpec) -> Any:
     return fig
 
 
+def compare_plot(comparison: Any, hw: HardwareSpec, path: str | Path) -> Path:
+    """The roofline with each op group of each phase under the first and the last variant of a
+    comparison (`perfest roofline --compare fusion`: none → full), an arrow from one to the
+    other: fusion moves the memory-bound groups right (more FLOPs per byte) and up."""
+    path = check_path(path)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    first = comparison.estimates[0]
+    pairs = []
+    for g in comparison.groups:
+        a = (
+            g.flops[0] / g.bytes[0] if g.bytes[0] else 0.0,
+            g.flops[0] / g.time_s[0] if g.time_s[0] else 0.0,
+        )
+        z = (
+            g.flops[-1] / g.bytes[-1] if g.bytes[-1] else 0.0,
+            g.flops[-1] / g.time_s[-1] if g.time_s[-1] else 0.0,
+        )
+        if min(*a, *z) > 0:
+            pairs.append((g, a, z))
+    ceilings = _ceilings(hw, first.workload.dtype)
+    xs = [p[0] for _, a, z in pairs for p in (a, z)] or [1.0]
+    ys = [p[1] for _, a, z in pairs for p in (a, z)] or [1.0]
+    x_lo = 10 ** math.floor(math.log10(min(*xs, 1.0)) - 0.3)
+    x_hi = 10 ** math.ceil(math.log10(max(*xs, first.ridge_point) * 4))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(x_lo, x_hi)
+    ax.set_ylim(min(*ys, x_lo * hw.memory_bandwidth) / 3, max(ceilings.values()) * 3)
+    _draw_roofs(ax, first, hw.memory_bandwidth, ceilings, x_lo, x_hi)
+    for g, a, z in pairs:
+        colour, marker = PHASE_STYLE.get(g.phase, ("tab:green", "s"))
+        ax.scatter(*a, c="white", edgecolors=colour, marker=marker, s=40, zorder=3)
+        ax.scatter(*z, c=colour, edgecolors="black", marker=marker, s=46, linewidths=0.5, zorder=3)
+        ax.annotate("", z, a, arrowprops={"arrowstyle": "->", "color": colour, "lw": 1}, zorder=2)
+        ax.annotate(f"{g.phase} {g.group}", z, xytext=(4, 3), textcoords="offset points",
+                    fontsize=7, bbox=TEXT_BOX)  # fmt: skip
+    v = comparison.variants
+    ax.set_title(
+        f"{first.model} on {hw.label}: op groups, {comparison.axis} {v[0]} (hollow) → "
+        f"{v[-1]} (filled)",
+        fontsize=11,
+    )
+    ax.set_xlabel("arithmetic intensity (FLOP per byte of memory traffic)")
+    ax.set_ylabel("attained FLOP/s (predicted, per op group)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
+    gone = sorted({f"{g.phase} {g.group}" for g in comparison.groups if not g.bytes[-1]})
+    if gone:
+        note = f"Fused away entirely under {v[-1]} (their work moved into the products): "
+        fig.text(0.125, 0.0, textwrap.fill(note + ", ".join(gone) + ".", 150), fontsize=7,
+                 color="dimgray", va="top")  # fmt: skip
+    return _save(fig, path)
+
+
 def _op_points(est: Estimate, placed: bool = True) -> Iterable[tuple[str, str, float, float]]:
     """(op, phase, intensity, attained FLOP/s) of the ops a log–log chart can place
     (`placed=False`: the others, with zeros)."""

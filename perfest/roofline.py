@@ -92,6 +92,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from perfest.enums import StrEnum
+from perfest.ops import Op
 from perfest.specs import HardwareSpec, Workload
 
 K_SLICE = 256  # smallest K slice a split-K / stream-K GEMM hands one unit (reasoned)
@@ -124,6 +125,14 @@ class Rates:
     tile_ns: tuple[int, ...] = (64, 128, 256)  # its column tiles, ascending
     gemv_row_s: float = 0.0  # fixed time per output row of a single product's weight stream
     gemm_memory_eff: float | None = None  # weight streaming of m ≥ 2 products (None: no term)
+
+
+def peak(op: Op, r: Rates) -> float:
+    """The rate an op's arithmetic runs at: the matmul dtype's peak for a product with a weight,
+    the attention dtype's for a product of two activations, the vector rate otherwise."""
+    if op.gemm is None:
+        return r.vector_flops
+    return r.attention_flops if op.activation_product else r.matmul_flops
 
 
 def fit(x: int, tiles: tuple[int, ...]) -> tuple[int, int, int]:

@@ -530,6 +530,7 @@ class Workload(BaseModel):
     tp: int = _size(MAX_TP, 1)
     logits: Literal["last", "all"] = "last"
     attention: Literal["flash", "eager"] = "flash"
+    fusion: Literal["none", "default", "full"] = "default"
     compute_efficiency: float | None = _fraction(None)
     memory_efficiency: float | None = _fraction(None)
     # Mixture of experts and latent attention (perfest.layers.moe, perfest.layers.mla).

@@ -134,13 +134,26 @@ def _memory_failure(result) -> str | None:
     help="The picture to write: .png or .svg (needs perfest[plot]).",
 )
 @workload_options
+@click.option(
+    "--compare",
+    default=None,
+    help="Draw each op group before and after: fusion (none → full) or attention (eager → flash).",
+)
 @reports_errors
-def roofline(model: str, gpu: str, path: str, **kwargs) -> None:
+def roofline(model: str, gpu: str, path: str, compare: str | None, **kwargs) -> None:
     """Draw the device's roofline with every op of prefill and decode placed on it."""
     from perfest import plot
     from perfest.catalog import load_hardware, load_model
 
     m, hw = load_model(model), load_hardware(gpu)  # bad names first, then the missing extra
+    if compare is not None:
+        from perfest.compare import compare as run
+
+        comparison = run(m, hw, compare, **pick_workload(kwargs))  # a bad axis before the extra
+        plot.require()
+        plot.compare_plot(comparison, hw, path)
+        click.echo(f"wrote {path}", err=True)
+        return
     plot.require()
     from perfest.inference import estimate
 

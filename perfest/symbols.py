@@ -60,6 +60,20 @@ class Expr:
     def __str__(self) -> str:
         return self.text()
 
+    def symbols(self) -> dict[str, Expr]:
+        """The named sizes in this expression (Syms and derived symbols), by name."""
+        found: dict[str, Expr] = {}
+        stack: list[Expr] = [self]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, (Sym, Derived)):
+                found.setdefault(node.name, node)
+            elif isinstance(node, Add):
+                stack.extend(node.terms)
+            elif isinstance(node, Mul):
+                stack.extend(node.factors)
+        return found
+
 
 @dataclass(frozen=True, slots=True)
 class Num(Expr):
@@ -248,3 +262,33 @@ s_logits = Sym("s_logits")
 s_enc = Sym("s_enc")
 #: Their names, in the order a Derived symbol's function takes them.
 FREE = ("b", "s", "t", "s_logits")
+
+#: What each symbol means (explain's symbol table; the layer builders' per-device sizes).
+MEANINGS = {
+    "b": "batch (sequences)",
+    "s": "query length: tokens each sequence adds in this pass",
+    "t": "context length: keys each new token attends to",
+    "s_logits": "positions per sequence that reach the LM head",
+    "s_enc": "encoder tokens per sequence a decoder's cross-attention reads",
+    "h": "hidden size",
+    "d": "head dimension",
+    "n_h": "query heads (per device)",
+    "n_kv": "key/value heads (per device)",
+    "i": "MLP intermediate size (per device)",
+    "V": "vocabulary rows (per device)",
+    "V_full": "vocabulary (all devices)",
+    "d_rope": "dimensions per head that RoPE rotates",
+    "t_w": "keys a windowed layer attends to: min(t, window)",
+    "E": "routed experts per MoE layer",
+    "k": "experts each token is routed to (top-k)",
+    "E_l": "routed experts this device holds",
+    "i_e": "each routed expert's intermediate size (per device)",
+    "i_shared": "the shared experts' intermediate size (per device)",
+    "e_t": "experts this device touches per MoE layer (expected, uniform routing)",
+    "m_e": "rows each touched expert's product gets",
+    "c": "latent (compressed) key/value width (MLA)",
+    "c_q": "latent query width (MLA)",
+    "d_n": "per-head query/key dimensions without RoPE (MLA)",
+    "d_r": "per-head dimensions RoPE rotates (MLA, shared key)",
+    "d_v": "per-head value dimension (MLA)",
+}

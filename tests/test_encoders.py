@@ -352,3 +352,23 @@ def test_memory_weights_are_the_weights_the_ops_read(name, tp):
     if tp > 1:  # Megatron's two all-reduces per sub-block, and the vocabulary-split embedding
         names = {row.op.name for row in est.phases[0].rows}
         assert {"embed_allreduce", "attn_allreduce", "mlp_allreduce"} <= names
+
+
+@pytest.mark.parametrize("name", ["bert-base-uncased", "t5-base"])
+def test_explain_refuses_encoders_in_one_line(name):
+    r = run("explain", "-m", name, "-g", "h100")
+    assert r.exit_code == 2 and r.stderr.startswith(f"error: --model: {name} is an ")
+
+
+@pytest.mark.parametrize("fusion", ["none", "default", "full"])
+def test_fusion_levels_apply_to_encoders(fusion):
+    """Full fusion folds an encoder's element-wise chains into its products too: fewer bytes,
+    fewer kernels, the same matmul FLOPs."""
+    est = {f: perfest.estimate("bert-base-uncased", "h100-sxm", batch=8, input_len=128, fusion=f)
+           for f in ("default", fusion)}  # fmt: skip
+    base, other = est["default"].encode, est[fusion].encode
+    assert other.matmul_flops == base.matmul_flops
+    if fusion == "full":
+        assert other.bytes < base.bytes and other.time_s < base.time_s
+        t5 = perfest.estimate("t5-base", "h100-sxm", output_len=8, fusion="full")
+        assert [p.phase for p in t5.phases] == ["encode", "prefill", "decode"]

@@ -44,7 +44,8 @@ LAYOUTS = [
 @pytest.mark.parametrize("name, tp", LAYOUTS)
 def test_memory_weights_are_the_weights_the_ops_read(name, tp):
     model = perfest.load_model(name)
-    w = Workload(tp=tp, batch=3, input_len=100, output_len=20)
+    fusion = ("none", "default", "full")[tp % 3]  # every fusion level on some layouts
+    w = Workload(tp=tp, batch=3, input_len=100, output_len=20, fusion=fusion)
     est = perfest.estimate(model, "h100-sxm", w)
     decode = est.decode.rows
     # 1. every weight tensor any op reads, once per layer that holds it, is what memory counts

@@ -480,10 +480,10 @@ def test_validate_warns_above_the_spec_peak():
     from perfest.validate.run import PhaseCheck, above_peak
 
     hw = perfest.load_hardware("h100")
-    phase = PhaseCheck("decode", "eager", 1.0, 1.0, 0.0, 1e12, 1e12, 1e12, 1.17 * 3.35e12)
+    phase = PhaseCheck("decode", "eager", "none", 1.0, 1.0, 0.0, 1e12, 1e12, 1e12, 1.17 * 3.35e12)
     (warning,) = above_peak((phase,), hw, "bf16")
     assert warning.startswith("decode (eager) measured 117% of h100-sxm's peak bandwidth")
-    below = PhaseCheck("decode", "eager", 1.0, 1.0, 0.0, 1e12, 1e12, 1e12, 0.9 * 3.35e12)
+    below = PhaseCheck("decode", "eager", "none", 1.0, 1.0, 0.0, 1e12, 1e12, 1e12, 0.9 * 3.35e12)
     assert above_peak((below,), hw, "bf16") == ()
 
 

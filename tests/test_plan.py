@@ -32,6 +32,10 @@ VARIANTS = [
     {"tp": 2, "ep": 2},
     {"ep": 4, "dp_attention": True},
     {"mla": "absorbed", "experts_touched": 3},
+    {"fusion": "none", "attention": "eager"},
+    {"fusion": "full"},
+    {"fusion": "full", "tp": 2, "weight_dtype": "int4"},
+    {"fusion": "full", "ep": 2, "tp": 2},
 ]
 
 MOE_FIELDS = ("ep", "dp_attention", "experts_touched")

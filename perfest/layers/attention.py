@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from perfest.layers.context import Ctx
+from perfest.layers.context import Ctx, Fusion
 from perfest.layers.norm import NORM_FLOPS_PER_ELEMENT
 from perfest.ops import (
     Access,
@@ -108,19 +108,7 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor, window: bool = False) -> list[
             )
         )
     if m.rope_dim:
-        rotated = b * s * (n_h + n_kv) * ctx.d_rope  # q and k, d_rope dims per head
-        cos_sin = ctx.table("rope.cos_sin", s, ctx.d_rope)
-        ops.append(
-            elementwise(
-                "rope",
-                Group.ATTENTION,
-                rotated,
-                ROPE_FLOPS_PER_ELEMENT,
-                reads=(read(qkv, rotated), read(cos_sin)),  # x, cos/sin table [s, d_rope]
-                writes=(read(qkv, rotated),),
-                fn=Fn.ROPE,
-            )
-        )
+        ops.append(rope_op(ctx, qkv))
     out = ctx.act("attn.out", b * s, n_h * d)
     sinks = ctx.param("attn.sinks", n_h) if m.attention_sinks else None
     if ctx.training:
@@ -137,9 +125,15 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor, window: bool = False) -> list[
                 reads=(read(qkv, kv_new),),
                 writes=(read(cache, kv_new),),
                 fn=Fn.COPY,
+                kernels=2 if ctx.fusion is Fusion.NONE else 1,  # eager: K and V apart
             )
         )
-        ops += core_ops(ctx, (qkv, cache, cache, out), (d, d), n_kv, context, sinks)
+        kv, kv_heads = cache, n_kv
+        if ctx.fusion is Fusion.NONE and not ctx.flash and m.n_kv != m.n_h:
+            repeat, kv = repeat_kv(ctx, cache, context)
+            ops.append(repeat)
+            kv_heads = n_h
+        ops += core_ops(ctx, (qkv, kv, kv, out), (d, d), kv_heads, context, sinks)
     # [b·s, n_h·d] @ [n_h·d, h]
     ops.append(
         matmul(
@@ -155,6 +149,42 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor, window: bool = False) -> list[
         )
     )
     return ops
+
+
+#: Eager PyTorch's RoPE per rotated tensor (perfest.validate.reference.Rope): negate half,
+#: concatenate, ·cos, ·sin, add — (elements read, elements written, FLOPs) per rotated element.
+EAGER_ROPE_KERNELS = ((0.5, 0.5, 0.5), (1, 1, 0), (1, 1, 1), (1, 1, 1), (2, 1, 1))
+
+
+def rope_op(ctx: Ctx, qkv: Tensor) -> Op:
+    """Rotate q and k: b·s·(n_h + n_kv)·d_rope elements, 3 FLOPs each (x·cos + rotate(x)·sin),
+    reading them and the [s, d_rope] cos/sin table. Eager PyTorch (fusion none) runs it as five
+    kernels per tensor (EAGER_ROPE_KERNELS), q and k apart: 3.5 FLOPs, 5.5 reads and 4.5
+    writes per element, and the table read twice (·cos and ·sin, for q and for k)."""
+    rotated = b * s * (ctx.n_h + ctx.n_kv) * ctx.d_rope  # q and k, d_rope dims per head
+    cos_sin = ctx.table("rope.cos_sin", s, ctx.d_rope)
+    if ctx.fusion is not Fusion.NONE:
+        return elementwise("rope", Group.ATTENTION, rotated, ROPE_FLOPS_PER_ELEMENT,
+                           reads=(read(qkv, rotated), read(cos_sin)),  # x, cos/sin [s, d_rope]
+                           writes=(read(qkv, rotated),), fn=Fn.ROPE)  # fmt: skip
+    r_in, r_out, flops = (sum(k[j] for k in EAGER_ROPE_KERNELS) for j in range(3))
+    reads = (read(qkv, rotated * r_in), read(cos_sin, s * ctx.d_rope * 4))
+    return elementwise("rope", Group.ATTENTION, rotated, flops, reads,
+                       (read(qkv, rotated * r_out),), kernels=2 * len(EAGER_ROPE_KERNELS),
+                       fn=Fn.ROPE)  # fmt: skip
+
+
+def repeat_kv(ctx: Ctx, cache: Tensor, context: Expr) -> tuple[Op, Tensor]:
+    """Eager PyTorch's grouped-query attention (fusion none, eager): K and V copied to every
+    query head (repeat_interleave), b·n_h·t·2·d elements written, so the products read n_h
+    heads of them."""
+    d, n_h, n_kv = ctx.d, ctx.n_h, ctx.n_kv
+    repeated = ctx.act("attn.kv_repeated", b * n_h, context, 2 * d)
+    n = b * n_h * context * 2 * d
+    op = elementwise("attn_repeat_kv", Group.ATTENTION, n, 0,
+                     (read(cache, b * n_kv * context * 2 * d),), (read(repeated, n),),
+                     kernels=2, fn=Fn.COPY)  # fmt: skip
+    return op, repeated
 
 
 def _training_core(
@@ -206,7 +236,10 @@ def core_ops(
     n_scores = b * n_h * s * context
     softmax_reads = (read(scores, n_scores),) if eager else ()
     probs = scores
-    dropout = []
+    dropout, scale = [], []
+    if eager and ctx.fusion is Fusion.NONE:  # eager PyTorch scales the scores apart: / √d
+        scale = [elementwise("attn_scale", Group.ATTENTION, n_scores, 1,
+                             (read(scores, n_scores),), (read(scores, n_scores),))]  # fmt: skip
     if eager and ctx.dropout:  # dropout on the probabilities (kept, and its mask, for backward)
         probs = ctx.act("attn.probs", b * n_h, s, context)
         dropout = [dropout_op("attn_dropout", Group.ATTENTION, ctx, scores, probs, n_scores)]
@@ -225,6 +258,7 @@ def core_ops(
             b_batch=b * kv_heads,
             write_c=eager,
         ),
+        *scale,
         elementwise(
             "attn_softmax",
             Group.ATTENTION,

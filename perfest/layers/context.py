@@ -19,6 +19,25 @@ from perfest.symbols import Expr, Sym, b, expr, mul, s
 TOKEN_ID_BYTES = 8.0
 
 
+class Fusion(StrEnum):
+    """Which element-wise work shares a kernel with its neighbours (`--fusion`; inference).
+
+    none     eager PyTorch: every element-wise op is its own kernel, reading and writing
+             memory (the gated MLP's activation and its multiply, RoPE's rotate/multiply/add
+             steps and its tables, K and V copied into the cache apart, eager attention's
+             scaling and its grouped-query K/V repeat, each add of a parallel block's residual)
+    default  the kernels of serving engines: bias in the matmul epilogue, act(gate)·up in one
+             kernel, RoPE one kernel, the KV write one kernel, norm and residual one kernel
+             each, flash attention one kernel (what perfest predicts unless told)
+    full     what a compiler (torch.compile, XLA) can reach: every element-wise chain folded
+             into the neighbouring matrix product (perfest.layers.fusion)
+    """
+
+    NONE = "none"
+    DEFAULT = "default"
+    FULL = "full"
+
+
 class Phase(StrEnum):
     """The pass a graph is built for, where a layer's form depends on it: latent attention is
     naive in prefill and absorbed in decode by default (perfest.layers.mla), and
@@ -118,6 +137,11 @@ class Ctx:
         return cls(
             model, shard(model, layout), Dtypes.of(w, model), w.attention == "flash", phase, w
         )
+
+    @property
+    def fusion(self) -> Fusion:
+        """The fusion level: the workload's (`--fusion`), default without one (training)."""
+        return Fusion(self.workload.fusion) if self.workload is not None else Fusion.DEFAULT
 
     @property
     def mla_form(self) -> str:

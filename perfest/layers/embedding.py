@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from perfest.layers.context import TOKEN_ID_BYTES, Ctx
+from perfest.layers.context import TOKEN_ID_BYTES, Ctx, Fusion
 from perfest.layers.norm import norm_op
 from perfest.layers.residual import region_entry
 from perfest.ops import (
@@ -51,18 +51,16 @@ def embedding_ops(ctx: Ctx, tokens: Tensor, x: Tensor) -> list[Op]:
         reads.insert(1, read(positions, n))
     sequence_split = ctx.sequence_parallel and ctx.shard.split
     out = ctx.act("embed.out", b * s, ctx.h) if sequence_split else x
+    writes, kernels = [read(out, n)], 1
+    if ctx.fusion is Fusion.NONE and learned:  # eager: arange, a gather per table, the add
+        kernels = 4
+        reads.append(read(out, 2 * n))
+        writes.append(read(out, 2 * n))
     # one add per element for positions
-    ops = [
-        elementwise(
-            "embed",
-            Group.EMBEDDING,
-            n,
-            1 if learned else 0,
-            tuple(reads),
-            (read(out, n),),
-            fn=Fn.GATHER,
-        )  # fmt: skip
-    ]
+    ops = [elementwise("embed", Group.EMBEDDING, n, 1 if learned else 0, tuple(reads),
+                       tuple(writes), fn=Fn.GATHER, kernels=kernels)]  # fmt: skip
+    if ctx.fusion is Fusion.NONE and ctx.model.rope_dim:
+        ops.append(rope_tables(ctx))
     if sequence_split:  # sum the partial rows and keep this device's b·s/tp of them
         ops.append(collective("embed_reducescatter", CollectiveKind.REDUCE_SCATTER, Axis.TP,
                               ctx.shard.tp, out))  # fmt: skip
@@ -71,6 +69,23 @@ def embedding_ops(ctx: Ctx, tokens: Tensor, x: Tensor) -> list[Op]:
             collective("embed_allreduce", CollectiveKind.ALL_REDUCE, Axis.TP, ctx.shard.tp, x)
         )
     return ops
+
+
+#: Eager PyTorch's RoPE tables per pass (perfest.validate.reference.Rope.tables): positions to
+#: float, outer product with the inverse frequencies, concatenation, cos, sin — FLOPs per
+#: element of the [s, d_rope] angles: 1 for the outer product, ~8 each for cos and sin
+#: (reasoned, as for GELU); plus a conversion of each table when activations are not fp32.
+ROPE_TABLE_FLOPS_PER_ELEMENT = 17
+
+
+def rope_tables(ctx: Ctx) -> Op:
+    """cos and sin of the s·d_rope rotation angles, once per pass (eager PyTorch, fusion none)."""
+    angles = s * ctx.d_rope
+    table = ctx.table("rope.cos_sin", s, ctx.d_rope)
+    kernels = 5 if ctx.dt.act == "fp32" else 7
+    return elementwise("rope_tables", Group.EMBEDDING, angles, ROPE_TABLE_FLOPS_PER_ELEMENT,
+                       (read(table, 3 * angles),), (read(table, 4 * angles),),
+                       kernels=kernels)  # fmt: skip
 
 
 def head_ops(ctx: Ctx, tokens: Tensor, x: Tensor) -> list[Op]:

@@ -13,7 +13,7 @@ add, divide, multiply → 5; GELU (erf or tanh form) ≈ 8; ReLU 1; gating adds 
 
 from __future__ import annotations
 
-from perfest.layers.context import Ctx
+from perfest.layers.context import Ctx, Fusion
 from perfest.ops import Fn, Group, Op, Tensor, elementwise, matmul, read
 from perfest.symbols import Expr, Sym, b, s
 
@@ -37,19 +37,29 @@ def mlp_ops(ctx: Ctx, x: Tensor, y: Tensor, i: Sym | None = None, prefix: str = 
     act_flops = ACTIVATION_FLOPS_PER_ELEMENT[m.activation] + (1 if gated else 0)
     inputs = (read(gate, inner), read(up, inner)) if gated else (read(up, inner),)
     ops = [proj(f"{prefix}_gate", x, gate, h, i)] if gated else []  # [b·s, h] @ [h, i]
+    if gated and ctx.fusion is Fusion.NONE:  # eager: act(gate), then · up, apart
+        activation = eager_gating(ctx, prefix, (gate, up, act), inner)
+    else:  # one fused kernel: backward needs its inputs (the gate and up outputs) only
+        activation = [
+            elementwise(f"{prefix}_act", Group.MLP, inner, act_flops, reads=inputs,
+                        writes=(read(act, inner),), fn=Fn.ACTIVATION, saves=inputs)
+        ]  # fmt: skip
     ops += [
         proj(f"{prefix}_up", x, up, h, i),  # [b·s, h] @ [h, i]
-        # a fused kernel: backward needs its inputs (the gate and up outputs) only
-        elementwise(
-            f"{prefix}_act",
-            Group.MLP,
-            inner,
-            act_flops,
-            reads=inputs,
-            writes=(read(act, inner),),
-            fn=Fn.ACTIVATION,
-            saves=inputs,
-        ),
+        *activation,
         proj(f"{prefix}_down", act, y, i, h),  # [b·s, i] @ [i, h]
     ]
     return ops
+
+
+def eager_gating(ctx: Ctx, prefix: str, tensors: tuple[Tensor, ...], inner: Expr) -> list[Op]:
+    """Eager PyTorch's gated activation (fusion none): act(gate) in one kernel, written back,
+    then · up in another — the activation's FLOPs, then 1 per element."""
+    gate, up, act = tensors
+    flops = ACTIVATION_FLOPS_PER_ELEMENT[ctx.model.activation]
+    return [
+        elementwise(f"{prefix}_act", Group.MLP, inner, flops, (read(gate, inner),),
+                    (read(gate, inner),)),
+        elementwise(f"{prefix}_gate_mul", Group.MLP, inner, 1,
+                    (read(gate, inner), read(up, inner)), (read(act, inner),)),
+    ]  # fmt: skip

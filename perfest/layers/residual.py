@@ -22,7 +22,7 @@ residual adds on 1/tp of the rows. With dropout, each branch is dropped out befo
 from __future__ import annotations
 
 from perfest.layers.attention import dropout_op
-from perfest.layers.context import Ctx
+from perfest.layers.context import Ctx, Fusion
 from perfest.ops import (
     Access,
     Axis,
@@ -72,15 +72,13 @@ def block_output_ops(
             ops.append(dropout_op(f"{prefix}_dropout", Group.RESIDUAL, ctx, branch, out, n))
             dropped.append(out)
         branches = tuple(dropped)
-    ops.append(
-        elementwise(
-            f"{prefix}_residual",
-            Group.RESIDUAL,
-            n,
-            len(branches),
-            reads=(read(x, n), *(read(branch, n) for branch in branches)),
-            writes=(read(y, n),),
-            fn=Fn.RESIDUAL,
-        )
-    )
+    reads = [read(x, n), *(read(branch, n) for branch in branches)]
+    writes, kernels = [read(y, n)], 1
+    extra = len(branches) - 1
+    if ctx.fusion is Fusion.NONE and extra:  # eager: one binary add per branch, through memory
+        kernels += extra
+        reads.append(read(y, n * extra))
+        writes.append(read(y, n * extra))
+    ops.append(elementwise(f"{prefix}_residual", Group.RESIDUAL, n, len(branches), tuple(reads),
+                           tuple(writes), kernels=kernels, fn=Fn.RESIDUAL))  # fmt: skip
     return ops

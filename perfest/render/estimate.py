@@ -143,3 +143,37 @@ PHASE_TITLES = {
     "prefill": "prefill, per op",
     "decode": "decode step at context {phase.context_len}, per op",
 }
+
+
+def render_comparison(c, console: Console) -> None:
+    """`--compare`: per phase and op group, bytes, FLOP/B, time and kernels under each variant
+    (one cell per metric, the variants in order: a → b → c)."""
+    console.print(
+        f"[bold]{c.model}[/] on [bold]{c.hardware}[/] · {c.axis}: " + " → ".join(c.variants)
+    )
+
+    def cells(values, fmt) -> str:
+        return " → ".join(fmt(v) for v in values)
+
+    for index, est in enumerate(c.estimates[0].phases):
+        table = Table(title=f"{est.phase}, per op group", title_justify="left", show_edge=False)
+        for col in ("group", "bytes", "FLOP/B", "time", "kernels"):
+            table.add_column(col, justify="left" if col == "group" else "right")
+        for g in (g for g in c.groups if g.phase == est.phase):
+            table.add_row(
+                g.group,
+                cells(g.bytes, lambda v: si(v, "B")),
+                cells(g.intensity, intensity),
+                cells(g.time_s, seconds),
+                cells(g.kernels, str),
+            )
+        phases = [e.phases[index] for e in c.estimates]
+        table.add_section()
+        table.add_row(
+            "total",
+            cells([p.bytes for p in phases], lambda v: si(v, "B")),
+            cells([p.intensity for p in phases], intensity),
+            cells([p.time_s for p in phases], seconds),
+            "",
+        )
+        console.print(table)

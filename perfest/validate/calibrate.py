@@ -290,7 +290,8 @@ def op_overhead(device: str, quick: bool) -> float:
 
             with torch.no_grad():
                 seconds = time_call(step, device, repeats=5 if quick else 21, warmup=3)
-            graph = build_graph(Ctx.of(model, Workload(batch=1, dtype="fp32")))
+            # eager PyTorch's kernels: every element-wise op its own (fusion none)
+            graph = build_graph(Ctx.of(model, Workload(batch=1, dtype="fp32", fusion="none")))
             kernels = sum(op.kernels * segment.count for segment, op in graph.ops())
             per_op.append(seconds / kernels)
     return sorted(per_op)[len(per_op) // 2]

@@ -52,7 +52,13 @@ def validate_encoder(
             f"{m.name}: validate times encoders and decoders; an encoder-decoder's FLOPs are "
             "checked by perfest.validate.flops.check_flops (not timed yet)"
         )
-    est = estimate(m, hw, w)
+    # eager PyTorch runs every element-wise op apart, torch.compile fuses: each mode is
+    # predicted at its fusion level unless --fusion was given (as for decoders)
+    chosen = "fusion" in w.model_fields_set
+    predictions = {
+        mode: estimate(m, hw, w if chosen else w.model_copy(update={"fusion": fusion}))
+        for mode, fusion in (("eager", "none"), ("compiled", "full"))
+    }
     k = layers_that_fit(m, w, device, layers)
     notes = [f"timed {k} of {m.L} blocks and scaled the block time by {m.L}/{k}"] if k < m.L else []
     say("FLOP cross-check (meta device)")
@@ -73,8 +79,10 @@ def validate_encoder(
         say(f"encode ({mode})")
         seconds = time_call(partial(run_pass, module), device, repeats, warmup)
         seconds, by_group = scale_to_model(seconds, groups, k, m.L)
-        phases.append(_phase_check("encode", mode, est.encode, seconds,
-                                   by_group if mode == "eager" else {}))  # fmt: skip
+        predicted = predictions[mode]
+        phases.append(_phase_check("encode", mode, predicted.encode, seconds,
+                                   by_group if mode == "eager" else {},
+                                   predicted.workload.fusion))  # fmt: skip
     return Validation(
         model=m.name,
         hardware=hw.name,

@@ -33,7 +33,7 @@ def render_validation(v: Validation, console: Console) -> None:
     for p in v.phases:
         phases.add_row(
             p.phase,
-            p.mode,
+            f"{p.mode} ({p.fusion})",
             seconds(p.predicted_s),
             seconds(p.measured_s),
             _err(p.error_pct),

@@ -42,6 +42,7 @@ class GroupCheck:
 class PhaseCheck:
     phase: str
     mode: str  # eager | compiled
+    fusion: str  # the fusion level predicted: none for eager, full for compiled (unless given)
     predicted_s: float
     measured_s: float
     error_pct: float
@@ -267,7 +268,13 @@ def validate(
 
         return validate_encoder(m, hw, device, w, compile=compile, layers=layers,
                                 repeats=repeats, warmup=warmup, say=say)  # fmt: skip
-    est = estimate(m, hw, w)
+    # Eager PyTorch runs every element-wise op as its own kernel and torch.compile fuses them:
+    # each mode is predicted at its fusion level, unless --fusion was given.
+    chosen = "fusion" in w.model_fields_set
+    predictions = {
+        mode: estimate(m, hw, w if chosen else w.model_copy(update={"fusion": fusion}))
+        for mode, fusion in (("eager", "none"), ("compiled", "full"))
+    }
     k = layers_that_fit(m, w, device, layers)
     notes = []
     if k < m.L:
@@ -280,7 +287,7 @@ def validate(
     if compile:
         modes.append(("compiled", _compile(net)))
     phases = []
-    for phase, predicted in (("prefill", est.prefill), ("decode", est.decode)):
+    for phase in ("prefill", "decode"):
         run_pass = _phase_inputs(net, w, phase, device)
         say(f"{phase} (per op group)")
         groups = measure_groups(net, run_pass, device, repeats)
@@ -289,7 +296,9 @@ def validate(
             seconds = time_call(partial(run_pass, module), device, repeats, warmup)
             seconds, by_group = scale_to_model(seconds, groups, k, m.L)
             by_group = by_group if mode == "eager" else {}
-            phases.append(_phase_check(phase, mode, predicted, seconds, by_group))
+            predicted = predictions[mode]
+            phases.append(_phase_check(phase, mode, predicted.phase(phase), seconds, by_group,
+                                       predicted.workload.fusion))  # fmt: skip
     return Validation(
         model=m.name,
         hardware=hw.name,
@@ -307,7 +316,9 @@ def validate(
     )
 
 
-def _phase_check(phase: str, mode: str, predicted, measured: float, groups: dict) -> PhaseCheck:
+def _phase_check(
+    phase: str, mode: str, predicted, measured: float, groups: dict, fusion: str
+) -> PhaseCheck:
     pred_groups = _predicted_groups(predicted)
     rows = tuple(
         GroupCheck(
@@ -319,6 +330,7 @@ def _phase_check(phase: str, mode: str, predicted, measured: float, groups: dict
     return PhaseCheck(
         phase=phase,
         mode=mode,
+        fusion=fusion,
         predicted_s=predicted.time_s,
         measured_s=measured,
         error_pct=error_pct(predicted.time_s, measured),
