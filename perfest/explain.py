@@ -145,6 +145,9 @@ def explain(
 ) -> Explanation:
     """Explain the ops of `phase` (default: every inference phase), or of the one op named `op`."""
     m, hw = load_model(model), load_hardware(hardware)
+    if m.architecture != "decoder":  # issue 10: explaining encoders comes later
+        raise SpecError(f"model: {m.name} is an {m.architecture}; explain covers decoders so "
+                        "far (perfest estimate --layers shows its ops)")  # fmt: skip
     w = for_model(m, make_workload(workload, **fields))
     if phase is not None and phase not in PHASES:
         raise SpecError(f"phase: '{phase}' is not one of {', '.join(PHASES)}")
@@ -298,7 +301,7 @@ def closed_forms(plan: Plan, rows: tuple[Row, ...], point: Point) -> tuple[Close
     if ctx is None:
         return ()
     m, sh = ctx.model, ctx.shard
-    b, s, t, s_l = point
+    b, s, t, s_l = point[:4]  # s_enc (an encoder-decoder's) is not in these forms
     h, L, V = m.h, m.L, m.V
     matmul = sum(r.matmul_flops for r in rows)
     forms = []
@@ -336,7 +339,7 @@ def _per_weight(ctx, rows: tuple[Row, ...], point: Point, matmul: float) -> Clos
     """2 FLOPs per weight a token uses (a routed expert's weights count k/E of the time), plus
     the attention core's 4·b·n_h·s·t·d per layer (min(t, window) keys in a windowed layer)."""
     m, sh = ctx.model, ctx.shard
-    b, s, t, s_l = point
+    b, s, t, s_l = point[:4]  # s_enc (an encoder-decoder's) is not in these forms
     used = 0.0
     for r in rows:
         g = r.op.gemm
@@ -377,15 +380,23 @@ def _symbols(ops: list[Op], phases: tuple[PhaseExplanation, ...]) -> tuple:
         if node is not None and not isinstance(node, Derived) and node.v is not None:
             rows.append((name, node.v, MEANINGS[name]))
     for p in phases[:1]:
-        for name, value in p.point._asdict().items():
+        for name, value in _point_fields(p.point).items():
             rows.append((name, value, MEANINGS[name] + f" ({p.phase}; see each phase)"))
     return tuple(rows)
+
+
+def _point_fields(point: Point) -> dict[str, int]:
+    """A point's symbols by name; s_enc only for an encoder-decoder's decoder (it is 0 else)."""
+    fields = point._asdict()
+    if not fields["s_enc"]:
+        del fields["s_enc"]
+    return fields
 
 
 def _phase_dict(p: PhaseExplanation) -> dict[str, Any]:
     return {
         "phase": p.phase,
-        "point": p.point._asdict(),
+        "point": _point_fields(p.point),
         "ops": [_op_dict(o) for o in p.ops],
         "derived": [{"name": n, "value": v, "formula": f} for n, v, f in p.derived],
         "layers": [

@@ -112,7 +112,7 @@ def training_rule(m: ModelConfig, lay, counts: dict, rows: list[Row], point: Poi
     (latent attention; experts split by tensor parallelism)."""
     if m.mla or (m.num_experts and lay.etp > 1):
         return None
-    b, s, t, _ = point
+    b, s, t = point[:3]
     n_h = m.n_h // lay.tp
     weights = 0.0
     for r in rows:

@@ -65,8 +65,12 @@ def estimate_csv(est: Estimate) -> str:
 
 
 def sweep_csv(result: SweepResult) -> str:
-    """One row per point, every SweepPoint field."""
+    """One row per point, every SweepPoint (EncoderSweepPoint) field."""
+    from perfest.encoder_sweeps import POINT_FIELDS, EncoderSweepResult
     from perfest.sweeps import SWEEP_POINT_FIELDS
+
+    if isinstance(result, EncoderSweepResult):
+        return to_csv(POINT_FIELDS, ([getattr(p, c) for c in POINT_FIELDS] for p in result.points))
 
     return to_csv(
         SWEEP_POINT_FIELDS, ([getattr(p, c) for c in SWEEP_POINT_FIELDS] for p in result.points)

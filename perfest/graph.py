@@ -1,6 +1,10 @@
 """A model as a sequence of segments, each a stack of identical layers with its count.
 
-    decoder-only   embedding ×1 → decoder ×L → head ×1
+    decoder-only     embedding ×1 → decoder ×L → head ×1
+    encoder          embedding ×1 → encoder ×L → head ×1 (pooler, masked LM or none)
+    encoder-decoder  encode: embedding → position_bias → encoder ×L_enc → encoder.final;
+                     prefill and decode: embedding → position_bias → decoder ×L_dec → head
+                     (perfest.encoder_graph)
 
 Later architectures are more segments, not new code paths: dense-first-then-MoE layers, an
 encoder stack and a decoder stack, alternating local and global attention. A segment's ops are
@@ -79,10 +83,12 @@ class Graph:
         the sliding window of a windowed layer)."""
         return self.kv_bytes(1)
 
-    def kv_bytes(self, context: int) -> float:
+    def kv_bytes(self, context: int, encoder: int | None = None) -> float:
         """KV-cache bytes of one sequence of `context` tokens on this device, all layers: a
-        windowed layer keeps min(context, window) of them."""
-        env = {"b": 1, "s": 1, "t": context, "s_logits": 1}
+        windowed layer keeps min(context, window) of them. An encoder-decoder's cross-attention
+        cache holds `encoder` tokens (default `context`: per token, both caches grow alike)."""
+        s_enc = context if encoder is None else encoder
+        env = {"b": 1, "s": 1, "t": context, "s_logits": 1, "s_enc": s_enc}
         return sum(
             n * tensor.nbytes.value(env) for tensor, n in self.tensors(Role.KV_CACHE).items()
         )
@@ -108,7 +114,12 @@ def op_exprs(op: Op) -> Iterator[Expr]:
 
 
 def build_graph(ctx: Ctx) -> Graph:
-    """The segments of `ctx.model` (a decoder-only transformer)."""
+    """The segments of `ctx.model`: a decoder-only transformer here; an encoder or an
+    encoder-decoder's stack for `ctx.phase` in perfest.encoder_graph."""
+    if ctx.model.architecture != "decoder":
+        from perfest.encoder_graph import stack_graph
+
+        return stack_graph(ctx)
     tokens = token_table(ctx)
     x = ctx.act("x", ctx.rows, ctx.h)  # the residual stream
     kinds = ctx.model.layer_kinds()
@@ -127,6 +138,16 @@ def build_graph(ctx: Ctx) -> Graph:
             Segment("head", _fused(ctx, head_ops(ctx, tokens, x)), 1),
         )
     )
+
+
+def model_graph(ctx: Ctx) -> Graph:
+    """Every weight the model holds: its graph, or an encoder-decoder's two stacks together
+    (their shared embedding once)."""
+    if ctx.model.architecture == "encoder-decoder":
+        from perfest.encoder_graph import whole_graph
+
+        return whole_graph(ctx)
+    return build_graph(ctx)
 
 
 def _fused(ctx: Ctx, ops: list[Op]) -> tuple[Op, ...]:

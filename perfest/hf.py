@@ -1,7 +1,8 @@
 """Reading a Hugging Face `config.json` (offline) into a ModelConfig.
 
-Supported `model_type`s: llama, mistral, qwen2, gemma, phi3, gpt2, falcon, gptj, and the
-mixtures of experts mixtral, qwen2_moe, qwen3_moe, deepseek_v2, deepseek_v3, gpt_oss. Each maps
+Supported `model_type`s: llama, mistral, qwen2, gemma, phi3, gpt2, falcon, gptj, the
+mixtures of experts mixtral, qwen2_moe, qwen3_moe, deepseek_v2, deepseek_v3, gpt_oss, the
+encoders bert and roberta, and the encoder-decoder t5. Each maps
 its own field names onto perfest's; what a family fixes by construction (GPT-2's biases,
 Qwen2's q/k/v bias, GPT-J's parallel block, Qwen2-MoE's shared-expert gate, gpt-oss's router
 and expert biases and attention sinks) is set here, not read. No architecture field is ignored:
@@ -281,6 +282,18 @@ def _global_every(layer_types: list | None, where: str) -> int | None:
     return n
 
 
+def _bert(c: dict, where: str) -> dict:
+    from perfest.hf_encoders import bert  # encoders' readers live there (hf stays small)
+
+    return bert(c, where)
+
+
+def _t5(c: dict, where: str) -> dict:
+    from perfest.hf_encoders import t5
+
+    return t5(c, where)
+
+
 _READERS = {
     "llama": _llama_like,
     "mistral": _mistral,
@@ -298,6 +311,9 @@ _READERS = {
     "falcon": _falcon,
     "RefinedWebModel": _falcon,
     "RefinedWeb": _falcon,
+    "bert": _bert,
+    "roberta": _bert,
+    "t5": _t5,
 }
 
 
@@ -396,6 +412,7 @@ def model_from_hf_config(
         "num_kv_heads",
         "sliding_window",
         "global_attention_every",
+        "num_decoder_layers",
     )
     missing = [key for key, value in fields.items() if value is None and key not in optional]
     if missing:

@@ -114,7 +114,12 @@ class Inference(NamedTuple):
 
 
 def infer(plan: Plan, hw: HardwareSpec, w: Workload | Shape) -> Inference:
-    """Evaluate the phases of INFERENCE on a compiled plan, then memory and the generation."""
+    """Evaluate the phases of INFERENCE on a compiled plan, then memory and the generation
+    (an encoder's or encoder-decoder's phases: perfest.encoders)."""
+    if plan.ctx is not None and plan.ctx.model.architecture != "decoder":
+        from perfest import encoders
+
+        return encoders.infer(plan, hw, w)
     points = (prefill_point(w), decode_point(w))  # INFERENCE's, unrolled: sweeps call this
     prefill, decode = plan.evaluate(points[0]), plan.for_phase("decode").evaluate(points[1])
     memory = memory_estimate(plan, hw, w, points[0])
@@ -157,7 +162,11 @@ def memory_note(
 
 def positions_note(model: ModelConfig, w: Workload | Shape) -> Note | None:
     """Longer than the model was trained for: the last generated token is never fed back, so a
-    request needs input_len + output_len − 1 positions."""
+    request needs input_len + output_len − 1 positions (an encoder's input: perfest.encoders)."""
+    if model.architecture != "decoder":
+        from perfest import encoders
+
+        return encoders.positions_note(model, w)
     positions = w.input_len + w.output_len - 1
     if positions <= model.max_position_embeddings:
         return None
@@ -198,7 +207,12 @@ def layout_notes(model: ModelConfig, hw: HardwareSpec, w: Workload) -> tuple[Not
 
 
 def run(plan: Plan, model: ModelConfig, hw: HardwareSpec, w: Workload) -> Estimate:
-    """Evaluate the inference phases of `w` on a compiled plan, as an Estimate."""
+    """Evaluate the inference phases of `w` on a compiled plan, as an Estimate (an encoder's
+    or encoder-decoder's: perfest.encoders)."""
+    if model.architecture != "decoder":
+        from perfest import encoders
+
+        return encoders.run(plan, model, hw, w)
     points, totals, memory, gen = infer(plan, hw, w)
     phases = tuple(
         PhaseEstimate(spec.name, point, total, plan.for_phase(spec.name))
@@ -242,8 +256,10 @@ def estimate(
     config.json or model folder for a model), loaded specs, or dicts of their fields; the
     workload is a `Workload` or its fields as keywords (batch, input_len, output_len, dtype,
     weight_dtype, kv_dtype, tp, logits, attention, compute_efficiency, memory_efficiency, ep,
-    dp_attention, experts_touched, mla). A model that stores quantized weights (`weight_dtype`)
-    sets the weight dtype unless given.
+    dp_attention, experts_touched, mla, head). A model that stores quantized weights
+    (`weight_dtype`) sets the weight dtype unless given. An encoder's estimate has one phase,
+    `encode`, and `encoding` in place of `generation`; an encoder-decoder's has encode, prefill
+    and decode (perfest.encoders).
     """
     m, hw = load_model(model), load_hardware(hardware)
     w = for_model(m, make_workload(workload, **fields))

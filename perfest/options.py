@@ -194,6 +194,14 @@ def workload_options(
             default=None,
             help="Latent attention form [auto: naive prefill, absorbed decode].",
         ),
+        # encoders (README, "Encoders and encoder-decoders")
+        click.option(
+            "--head",
+            type=click.Choice(["pooler", "mlm", "none"]),
+            default=None,
+            help="An encoder's head: pooler (first token), mlm (every position), none "
+            "[the model's].",
+        ),
     ]
     if reference:  # one device, everything stored in --dtype
         dropped = ("--weight-dtype", "--kv-dtype", "--tp")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from perfest.graph import Graph, build_graph
+from perfest.graph import Graph, model_graph
 from perfest.layers import Ctx
 from perfest.ops import Group, Role
 from perfest.specs import COMPUTE_DTYPES, KV_DTYPES, WEIGHT_DTYPES, ModelConfig, Workload
@@ -26,8 +26,9 @@ _PARTS = {"attention": "attention", "mlp": "mlp", "norm": "norms"}
 
 @lru_cache(maxsize=256)
 def graph(model: ModelConfig) -> Graph:
-    """The model's graph on one device (the dtype does not change a count)."""
-    return build_graph(Ctx.of(model, Workload()))
+    """The model's graph on one device (the dtype does not change a count); both stacks of
+    an encoder-decoder."""
+    return model_graph(Ctx.of(model, Workload()))
 
 
 def count_parameters(model: ModelConfig) -> int:
@@ -66,7 +67,7 @@ def parameter_breakdown(model: ModelConfig) -> dict[str, int]:
 
 @lru_cache(maxsize=256)
 def _graph_at(model: ModelConfig, w: Workload) -> Graph:
-    return build_graph(Ctx.of(model, w))
+    return model_graph(Ctx.of(model, w))
 
 
 def weight_bytes_by_dtype(model: ModelConfig) -> dict[str, float]:

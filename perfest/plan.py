@@ -33,6 +33,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from perfest.encoder_checks import static_workload_problem
 from perfest.errors import SpecError
 from perfest.graph import Graph, Segment, build_graph
 from perfest.layers import Ctx
@@ -64,18 +65,20 @@ COMMUNICATION, OVERHEAD = Bound.COMMUNICATION, Bound.OVERHEAD
 FAMILIES = ("vector", "linear", "gemm", "comm")
 
 #: The free symbols of a point, in this order.
-SYMBOLS = ("b", "s", "t", "s_logits")
+SYMBOLS = ("b", "s", "t", "s_logits", "s_enc")
 
 
 class Point(NamedTuple):
     """Where a pass is evaluated: b sequences adding s tokens each to a context of t, with
-    s_logits positions per sequence reaching the LM head. (A named tuple: built once per pass
-    of every estimate, it must be cheap.)"""
+    s_logits positions per sequence reaching the LM head, and s_enc encoder tokens per sequence
+    behind an encoder-decoder's cross-attention (0 without one). (A named tuple: built once per
+    pass of every estimate, it must be cheap.)"""
 
     b: int
     s: int
     t: int
     s_logits: int
+    s_enc: int = 0
 
 
 class Totals(NamedTuple):
@@ -342,10 +345,10 @@ class Plan:
         the derived symbols, computed from the whole batch's point."""
         if self._plain:
             return point
-        b, s, t, s_logits = point
+        b, s, t, s_logits, s_enc = point
         g = self.groups
         local = -(-b // g) if g > 1 else b
-        return (local, s, t, s_logits, *(d.fn(b, s, t, s_logits) for d in self.derived))
+        return (local, s, t, s_logits, s_enc, *(d.fn(b, s, t, s_logits) for d in self.derived))
 
     def env(self, point: Point) -> dict[str, float]:
         """Every symbol's value at `point`, by name (to evaluate an op's expressions)."""
@@ -603,6 +606,9 @@ def check(model: ModelConfig, hw: HardwareSpec, w: Workload) -> None:
             )
     if w.mla != "auto" and not model.mla:
         raise SpecError(f"mla: {model.name} has no latent attention")
+    problem = static_workload_problem(model, w)  # encoders: --head, no KV cache
+    if problem:
+        raise SpecError(problem)
 
 
 def compile_plan(
@@ -619,6 +625,9 @@ def compile_plan(
     if phase is Phase.PREFILL and phase_dependent(model, w):
         decode = Ctx.of(model, w, Phase.DECODE)
         plan._phases[Phase.DECODE.value] = Plan(build_graph(decode), plan.rates, links, decode)
+    if phase is Phase.PREFILL and model.architecture == "encoder-decoder":  # the encoder's pass
+        encode = Ctx.of(model, w, Phase.ENCODE)
+        plan._phases[Phase.ENCODE.value] = Plan(build_graph(encode), plan.rates, links, encode)
     return plan
 
 

@@ -21,7 +21,11 @@ from perfest.sweeps import SweepResult, SweepSummary
 FORMATS = (".png", ".svg")
 INSTALL = "plots need matplotlib: pip install 'perfest[plot]'"
 
-PHASE_STYLE = {"prefill": ("tab:blue", "o"), "decode": ("tab:orange", "^")}
+PHASE_STYLE = {
+    "encode": ("tab:green", "s"),  # an encoder's (and encoder-decoder's) encoder pass
+    "prefill": ("tab:blue", "o"),
+    "decode": ("tab:orange", "^"),
+}
 TEXT_BOX = {"fc": "white", "ec": "none", "pad": 1, "alpha": 0.85}
 
 
@@ -91,6 +95,8 @@ def roofline_figure(est: Estimate, hw: HardwareSpec) -> Any:
     _draw_roofs(ax, est, hw.memory_bandwidth, ceilings, x_lo, x_hi)
     for phase, (colour, marker) in PHASE_STYLE.items():
         mine = [(name, x, y) for name, ph, x, y in points if ph == phase]
+        if not mine:  # a phase the model does not run (encode for a decoder)
+            continue
         context = f", context {est.decode.context_len}" if phase == "decode" else ""
         ax.scatter(
             [x for _, x, _ in mine],
@@ -109,9 +115,11 @@ def roofline_figure(est: Estimate, hw: HardwareSpec) -> Any:
     extras = [f"weights {w['weight_dtype']}"] if w["weight_dtype"] else []
     extras += [f"KV {w['kv_dtype']}"] if w["kv_dtype"] else []
     extras += [f"tensor parallel ×{w['tp']} (per device)"] if w["tp"] > 1 else []
+    lengths = f"{w['input_len']} in / {w['output_len']} out"
+    if est.encoding is not None:  # an encoder: one pass, nothing generated
+        lengths = f"{w['input_len']} tokens, head {w['head']}"
     ax.set_title(
-        f"{est.model} on {hw.label}: {w['input_len']} in / {w['output_len']} out, "
-        + ", ".join([w["dtype"], *extras]),
+        f"{est.model} on {hw.label}: {lengths}, " + ", ".join([w["dtype"], *extras]),
         fontsize=11,
     )
     ax.grid(True, which="major", alpha=0.3)

@@ -4,9 +4,9 @@ Plain slotted dataclasses: an estimate is built tens of thousands of times a sec
 so nothing here validates what the estimator computed. Units: FLOPs, bytes, seconds,
 FLOP/byte, tokens/s. Times ending in `_s` are seconds.
 
-An estimate holds a list of named phases (prefill and decode for a decoder; the training and
-encoder work add others); each phase keeps its plan and point, and its per-op rows are built
-only when asked for (`layers`).
+An estimate holds a list of named phases (prefill and decode for a decoder; encode for an
+encoder; encode, prefill and decode for an encoder-decoder); each phase keeps its plan and
+point, and its per-op rows are built only when asked for (`layers`).
 """
 
 from __future__ import annotations
@@ -174,6 +174,30 @@ class GenerationEstimate:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+@dataclass(frozen=True, slots=True)
+class EncodingEstimate:
+    """An encoder's one pass over the batch (perfest.encoders): its latency, and the sequences
+    and input tokens it gets through per second (all sequences of the batch together)."""
+
+    latency_s: float
+    sequences_per_s: float
+    tokens_per_s: float
+    roofline_latency_s: float
+    roofline_sequences_per_s: float
+    roofline_tokens_per_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def workload_json(w: Workload, exclude: set[str] | None = None) -> dict[str, Any]:
+    """A workload's JSON form; `head` only where it was given (it is an encoder's option)."""
+    data = w.model_dump(mode="json", exclude=exclude)
+    if data.get("head", "") is None:
+        del data["head"]
+    return data
+
+
 class NoteKind(StrEnum):
     """What a warning is about, so commands can treat each kind by its policy."""
 
@@ -206,9 +230,10 @@ class Estimate:
     memory_efficiency: float
     memory: MemoryEstimate
     phases: tuple[PhaseEstimate, ...]
-    generation: GenerationEstimate
+    generation: GenerationEstimate | None  # None for an encoder (nothing generated)
     warnings: tuple[Note, ...] = ()
     schema_version: int = SCHEMA_VERSION
+    encoding: EncodingEstimate | None = None  # an encoder's pass (perfest.encoders)
 
     def phase(self, name: str) -> PhaseEstimate:
         for phase in self.phases:
@@ -224,13 +249,17 @@ class Estimate:
     def decode(self) -> PhaseEstimate:
         return self.phase("decode")
 
+    @property
+    def encode(self) -> PhaseEstimate:
+        return self.phase("encode")
+
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (plain dicts, lists, numbers and strings)."""
         data: dict[str, Any] = {
             "schema_version": self.schema_version,
             "model": self.model,
             "hardware": self.hardware,
-            "workload": self.workload.model_dump(mode="json"),
+            "workload": workload_json(self.workload),
             "parameters": self.parameters,
             "ridge_point": self.ridge_point,
             "compute_efficiency": self.compute_efficiency,
@@ -239,7 +268,10 @@ class Estimate:
         }
         for phase in self.phases:
             data[phase.phase] = phase.to_dict()
-        data["generation"] = self.generation.to_dict()
+        if self.generation is not None:
+            data["generation"] = self.generation.to_dict()
+        if self.encoding is not None:
+            data["encoding"] = self.encoding.to_dict()
         data["warnings"] = [note.text for note in self.warnings]
         return data
 

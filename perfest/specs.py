@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from perfest.encoder_checks import encoder_problem
 from perfest.errors import SpecError, UnsupportedError
 from perfest.spec_messages import MESSAGES, bound_note, closest_field, is_type_tag, shown
 from perfest.variant_checks import attention_problem, moe_problem
@@ -172,7 +173,7 @@ class ModelConfig(BaseModel):
     mlp: Literal["gated", "classic"] = "gated"
     activation: Literal["silu", "gelu", "gelu_tanh", "relu"] = "silu"
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
-    position: Literal["rope", "learned"] = "rope"
+    position: Literal["rope", "learned", "relative"] = "rope"
     rotary_dim: int | None = _size(MAX_WIDTH, None)
     qkv_bias: bool = Field(False, strict=True)
     out_bias: bool = Field(False, strict=True)
@@ -221,7 +222,26 @@ class ModelConfig(BaseModel):
     qk_rope_head_dim: int | None = _size(MAX_WIDTH, None)
     v_head_dim: int | None = _size(MAX_WIDTH, None)
 
-    # --- Encoders and encoder-decoders -------------------------------------------------------
+    # --- Encoders and encoder-decoders (perfest.layers.encoder, perfest.encoders) ------------
+    # decoder: causal, KV cache, prefill and decode; encoder: bidirectional, one `encode` pass
+    # (BERT); encoder-decoder: the encoder once over the input, then a decoder with causal
+    # self-attention and cross-attention over the encoder's output (T5).
+    architecture: Literal["decoder", "encoder", "encoder-decoder"] = "decoder"
+    # pre: x + f(norm(x)), a final norm after the stack; post: norm(x + f(x)) (BERT).
+    norm_position: Literal["pre", "post"] = "pre"
+    embedding_norm: bool = Field(False, strict=True)  # a norm over the summed embeddings (BERT)
+    type_vocab_size: int = Field(0, strict=True, ge=0, le=MAX_VOCAB)  # token types (BERT: 2)
+    # The head an encoder runs unless `--head` says otherwise, and whose weights its published
+    # count includes: pooler (first token: dense h×h + tanh), mlm (BERT's transform: dense h×h
+    # + activation + norm, then the decoder [h, V], tied to the token embedding when
+    # tied_embeddings, plus a bias when lm_head_bias), none (hidden states only).
+    head: Literal["pooler", "mlm", "none"] = "none"
+    # Encoder-decoders: the decoder's layers (default num_layers, the encoder's); T5's relative
+    # position buckets (`position: relative`: a [buckets, n_h] table per stack, its bias added
+    # to every layer's scores); the decoder output scaled by h^-1/2 before a tied LM head (T5).
+    num_decoder_layers: int | None = _size(MAX_LAYERS, None)
+    relative_attention_num_buckets: int = _size(MAX_POSITIONS, 32)
+    head_scale: bool = Field(False, strict=True)
 
     @model_validator(mode="after")
     def _check_shapes(self) -> ModelConfig:
@@ -234,7 +254,7 @@ class ModelConfig(BaseModel):
             raise ValueError(f"num_kv_heads: {self.n_kv} kv heads do not divide {self.n_h} heads")
         if self.rotary_dim is not None and self.rotary_dim > self.d:
             raise ValueError(f"rotary_dim: {self.rotary_dim} exceeds head_dim {self.d}")
-        problem = moe_problem(self) or attention_problem(self)
+        problem = moe_problem(self) or attention_problem(self) or encoder_problem(self)
         if problem:
             raise ValueError(problem)
         return self
@@ -273,6 +293,21 @@ class ModelConfig(BaseModel):
             window = self.sliding_window is not None and not (every and (layer + 1) % every == 0)
             kinds.append((moe, window))
         return tuple(kinds)
+
+    # Encoders and encoder-decoders: the layers of each stack.
+    @property
+    def L_enc(self) -> int:
+        """Encoder layers (0 for a decoder-only model)."""
+        return 0 if self.architecture == "decoder" else self.num_layers
+
+    @property
+    def L_dec(self) -> int:
+        """Decoder layers (0 for an encoder)."""
+        if self.architecture == "encoder":
+            return 0
+        if self.architecture == "decoder":
+            return self.num_layers
+        return self.num_decoder_layers or self.num_layers
 
     # Derived sizes, with the short math names the formulas use.
     @property
@@ -503,6 +538,8 @@ class Workload(BaseModel):
     dp_attention: bool = Field(False, strict=True)  # attention data-parallel, a2a to experts
     experts_touched: float | None = _rate(MAX_UNITS, None)  # per MoE layer per decode step
     mla: Literal["auto", "naive", "absorbed"] = "auto"  # auto: naive prefill, absorbed decode
+    # Encoders (perfest.encoders): the head an encoder runs (None: the model's own).
+    head: Literal["pooler", "mlm", "none"] | None = None
 
     @model_validator(mode="after")
     def _check_dtypes(self) -> Workload:

@@ -71,7 +71,11 @@ def sweep(
 
     if plot_path:
         from perfest import plot
+        from perfest.catalog import load_model
 
+        if load_model(model).architecture == "encoder":
+            fail("--plot: an encoder's sweep has no throughput-against-batch plot yet; use "
+                 "--json or --csv")  # fmt: skip
         plot.require()
     workload = pick_workload(kwargs)
     axes = {
@@ -160,6 +164,12 @@ def roofline(model: str, gpu: str, path: str, compare: str | None, **kwargs) -> 
 
 
 def _render(result, console) -> None:
+    from perfest.encoder_sweeps import EncoderSweepResult
     from perfest.render.sweep import render_sweep  # rich: only for people
 
-    render_sweep(result, console)
+    if isinstance(result, EncoderSweepResult):
+        from perfest.render.encoder import render_encoder_sweep
+
+        render_encoder_sweep(result, console)
+    else:
+        render_sweep(result, console)

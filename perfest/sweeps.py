@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import product
 from operator import attrgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from perfest.catalog import load_hardware, load_model
 from perfest.errors import ArgumentTypeError, SpecError
@@ -54,7 +54,7 @@ from perfest.inference import (
 )
 from perfest.memory import kv_bytes_per_sequence
 from perfest.plan import Plan, plan_for
-from perfest.results import SCHEMA_VERSION, MemoryEstimate, _plain
+from perfest.results import SCHEMA_VERSION, MemoryEstimate, _plain, workload_json
 from perfest.roofline import Bound
 from perfest.specs import DTYPE_BYTES, MAX_BATCH, MAX_TOKENS, HardwareSpec, ModelConfig, Workload
 
@@ -64,6 +64,9 @@ MAX_AXIS_VALUES = 100_000
 MAX_POINTS = 100_000
 #: The largest batch or length an axis may hold (the Workload's bound on each).
 MAX_VALUE = max(MAX_BATCH, MAX_TOKENS)
+
+if TYPE_CHECKING:
+    from perfest.encoder_sweeps import EncoderSweepResult
 
 _RANGE = re.compile(r"^(?P<start>[^:]+):(?P<stop>[^:]+)(?::(?P<step>[^:]*))?$")
 
@@ -303,8 +306,9 @@ def sweep(
     output_lens: str | int | Sequence[int] | None = None,
     progress: Callable[[int, int], None] | None = None,
     **fields: Any,
-) -> SweepResult:
-    """Estimate `model` on each device at every (input_len, output_len, batch) combination.
+) -> SweepResult | EncoderSweepResult:
+    """Estimate `model` on each device at every (input_len, output_len, batch) combination
+    (an encoder: every (input_len, batch), an EncoderSweepResult: perfest.encoder_sweeps).
 
     Axes are sequences of positive ints or text such as "1,2,4" or "1:1024:x2"; an axis left as
     None takes the workload's value. The other workload fields (dtype, weight_dtype, kv_dtype,
@@ -324,6 +328,10 @@ def sweep(
             f"batches, input_lens, output_lens, hardware: {len(bs)} × {len(ins)} × {len(outs)} "
             f"× {len(devices)} = {total:,} points; at most {MAX_POINTS:,}"
         )
+    if m.architecture == "encoder":  # one pass: batch and length only (perfest.encoder_sweeps)
+        from perfest.encoder_sweeps import encoder_sweep
+
+        return encoder_sweep(m, devices, base, bs, ins, output_lens, progress)
     points: list[SweepPoint] = []
     summaries: list[SweepSummary] = []
     warnings: dict[str, None] = {}  # ordered set
@@ -345,7 +353,7 @@ def sweep(
     return SweepResult(
         model=m.name,
         hardware=tuple(hw.name for hw in devices),
-        workload=base.model_dump(mode="json", exclude={"batch", "input_len", "output_len"}),
+        workload=workload_json(base, exclude={"batch", "input_len", "output_len"}),
         batches=bs,
         input_lens=ins,
         output_lens=outs,
@@ -370,7 +378,7 @@ def _devices(hardware: Any) -> tuple[HardwareSpec, ...]:
 
 
 def _point(hardware: str, b: int, input_len: int, output_len: int, point: Inference) -> SweepPoint:
-    gen, mem, decode = point.generation, point.memory, point.totals[1]
+    gen, mem, decode = point.generation, point.memory, point.totals[-1]
     return SweepPoint(  # positional, in field order: a sweep builds up to 100,000
         hardware,
         b,
@@ -435,6 +443,12 @@ def _summary(
     best = max(fitting, key=lambda p: p.output_tokens_per_s) if fitting else None
     ridge = plan.rates.matmul_flops / plan.rates.bandwidth
     context = decode_context(w)
+    kv = kv_bytes_per_sequence(plan, context)
+    if plan.ctx is not None and plan.ctx.model.architecture == "encoder-decoder":
+        from perfest import encoders  # the decoder's own context, and its cross cache
+
+        context = encoders.step_context(w)
+        kv = encoders.kv_bytes_per_sequence(plan, w, context)
     ridge_batch, per_weight, moe = _ridge_batch(plan, w, ridge)
     return SweepSummary(
         hardware=hw.name,
@@ -452,6 +466,6 @@ def _summary(
         best_tokens_per_s=best.output_tokens_per_s if best else None,
         largest_swept_batch=series[-1].batch,
         decode_context_len=context,
-        kv_bytes_per_sequence=kv_bytes_per_sequence(plan, context),
+        kv_bytes_per_sequence=kv,
         **moe,
     )

@@ -13,6 +13,8 @@ The free symbols of a forward pass:
     s         query length: tokens each sequence adds in this pass
     t         context length: keys each new token attends to (t ≥ s)
     s_logits  positions per sequence that reach the LM head (1 in serving, s for training)
+    s_enc     encoder tokens per sequence that a decoder's cross-attention reads (an
+              encoder-decoder, perfest.layers.cross_attention; 0 elsewhere)
 """
 
 from __future__ import annotations
@@ -257,6 +259,7 @@ b = Sym("b")
 s = Sym("s")
 t = Sym("t")
 s_logits = Sym("s_logits")
+s_enc = Sym("s_enc")
 #: Their names, in the order a Derived symbol's function takes them.
 FREE = ("b", "s", "t", "s_logits")
 
@@ -266,6 +269,7 @@ MEANINGS = {
     "s": "query length: tokens each sequence adds in this pass",
     "t": "context length: keys each new token attends to",
     "s_logits": "positions per sequence that reach the LM head",
+    "s_enc": "encoder tokens per sequence a decoder's cross-attention reads",
     "h": "hidden size",
     "d": "head dimension",
     "n_h": "query heads (per device)",

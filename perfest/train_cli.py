@@ -83,8 +83,13 @@ def train(model, gpu, gpus, weak, do_search, top, layers, tokens, as_json, as_cs
 
 
 def _train(model, gpu, gpus, weak, do_search, top, layers, tokens, as_json, as_csv, fields):
+    from perfest.catalog import load_model
     from perfest.sweeps import parse_axis
 
+    arch = load_model(model).architecture
+    if arch != "decoder":  # issue 10: MLM pre-training and T5 training are not modelled yet
+        raise PerfestError(f"--model: training an {arch} is not modelled yet (its inference is: "
+                           "perfest estimate)")  # fmt: skip
     counts = parse_axis(gpus, "--gpus")
     fields = {key: value for key, value in fields.items() if value is not None}
     if do_search:

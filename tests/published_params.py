@@ -145,6 +145,34 @@ PUBLISHED_PARAMETERS: dict[str, tuple[int, str]] = {
         "GGUF general.parameter_count of openai/gpt-oss-120b (ollama show gpt-oss:120b); the "
         "model card (arXiv:2508.10925, Table 1) rounds it to 116.83B",
     ),
+    # Encoders and encoder-decoders (issue 10). An encoder's total includes the head its
+    # published count includes: BERT's and RoBERTa's are those of Hugging Face's BertModel and
+    # RobertaModel (with the pooler; `head: pooler` in their YAML). The checkpoints' own totals
+    # add the pre-training heads, which tests/test_encoders.py reconciles exactly.
+    "bert-base-uncased": (
+        109_482_240,
+        f"{KERAS_HUB}/bert/bert_presets.py (bert_base_en_uncased params); equals Hugging Face "
+        "BertModel.from_pretrained('bert-base-uncased'); HF safetensors.total 110,106,428 adds "
+        "the MLM head (transform and bias) and the next-sentence head",
+    ),
+    "bert-large-uncased": (
+        335_141_888,
+        f"{KERAS_HUB}/bert/bert_presets.py (bert_large_en_uncased params); HF BertModel",
+    ),
+    "roberta-large": (
+        355_359_744,
+        "Hugging Face RobertaModel.from_pretrained('roberta-large') (with the pooler); HF "
+        "safetensors.total 355,412,057 is RobertaForMaskedLM's: the MLM head, no pooler",
+    ),
+    "t5-base": (
+        222_903_552,
+        f"{KERAS_HUB}/t5/t5_presets.py (t5_base params)",
+    ),
+    "flan-t5-xl": (
+        2_849_757_184,
+        "HF safetensors total of google/flan-t5-xl; "
+        f"{KERAS_HUB}/t5/t5_presets.py (t5_1.1_xl params: the same architecture)",
+    ),
 }
 
 # Models whose only published total is rounded or counted under another convention:

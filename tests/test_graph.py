@@ -35,6 +35,7 @@ def test_a_decoder_is_embedding_then_L_blocks_then_head():
 LAYOUTS = [
     (name, tp)
     for name in perfest.list_models()
+    if perfest.load_model(name).architecture == "decoder"  # encoders: tests/test_encoders.py
     for tp in TP
     if perfest.load_model(name).n_h % tp == 0
 ]

@@ -45,11 +45,16 @@ class Phase(StrEnum):
 
     PREFILL = "prefill"
     DECODE = "decode"
+    ENCODE = "encode"  # an encoder-decoder's encoder pass (perfest.encoder_graph)
 
 
 def phase_dependent(model: ModelConfig, w: Workload) -> bool:
     """Whether prefill and decode need different graphs for `model` under `w`."""
-    return (model.mla and w.mla == "auto") or (model.moe and w.experts_touched is not None)
+    return (
+        (model.mla and w.mla == "auto")
+        or (model.moe and w.experts_touched is not None)
+        or model.architecture == "encoder-decoder"  # cross K/V projected in prefill only
+    )
 
 
 def _size(dtype: str, narrower_than: str) -> float:

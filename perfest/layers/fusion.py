@@ -38,8 +38,12 @@ from perfest.symbols import Expr, mul
 
 #: Element-wise ops never folded: the lookup, and the markers of parallel regions.
 KEEP = frozenset((Fn.GATHER, Fn.TO_TP, Fn.LOSS))
-#: Points at which a per-element ratio is checked to be a constant (free symbols b, s, t, s_l).
-PROBES = ({"b": 3, "s": 5, "t": 7, "s_logits": 2}, {"b": 2, "s": 11, "t": 13, "s_logits": 3})
+#: Points at which a per-element ratio is checked to be a constant (free symbols b, s, t, s_l,
+#: and an encoder-decoder's s_enc).
+PROBES = (
+    {"b": 3, "s": 5, "t": 7, "s_logits": 2, "s_enc": 17},
+    {"b": 2, "s": 11, "t": 13, "s_logits": 3, "s_enc": 19},
+)
 
 
 def fuse(ops: list[Op] | tuple[Op, ...]) -> list[Op]:

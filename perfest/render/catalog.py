@@ -65,6 +65,16 @@ def _variant_facts(m: Any) -> list[tuple[str, str]]:
     from perfest.parameters import active_parameters
 
     rows = []
+    if m.architecture == "encoder":
+        extras = [f"token types {m.type_vocab_size}"] if m.type_vocab_size else []
+        extras += ["embedding norm"] if m.embedding_norm else []
+        rows.append(("architecture", f"encoder, {m.norm_position}-norm, head {m.head}"
+                     + (f" ({', '.join(extras)})" if extras else "")))  # fmt: skip
+    elif m.architecture == "encoder-decoder":
+        scale = ", LM head input × h^-1/2" if m.head_scale else ""
+        buckets = m.relative_attention_num_buckets
+        text = f"encoder-decoder, {m.L_enc} + {m.L_dec} layers, {buckets} relative position buckets"
+        rows.append(("architecture", text + scale))
     if m.moe:
         active = active_parameters(m)
         rows.append(("active parameters", f"{active:,} ({count(active)}) per token"))

@@ -61,6 +61,11 @@ def _active(est: Estimate) -> str:
 
 
 def render_estimate(est: Estimate, console: Console, layers: bool = False) -> None:
+    if est.encoding is not None:  # an encoder: one pass, nothing generated
+        from perfest.render.encoder import render_encoding
+
+        render_encoding(est, console, layers)
+        return
     w = est.workload
     mem, gen = est.memory, est.generation
     console.print(
@@ -108,7 +113,9 @@ def render_estimate(est: Estimate, console: Console, layers: bool = False) -> No
     gen_table = Table(show_edge=False, show_header=True)
     for col in ("", "predicted", "roofline bound"):
         gen_table.add_column(col, justify="left" if not col else "right")
-    gen_table.add_row("time to first token", seconds(gen.ttft_s), seconds(gen.roofline_ttft_s))
+    encoded = est.phases[0].phase == "encode"  # an encoder-decoder: the encoder comes first
+    ttft = "time to first token" + (" (encode + prefill)" if encoded else "")
+    gen_table.add_row(ttft, seconds(gen.ttft_s), seconds(gen.roofline_ttft_s))
     gen_table.add_row("time per output token", seconds(gen.tpot_s), seconds(gen.roofline_tpot_s))
     gen_table.add_row("end-to-end latency", seconds(gen.e2e_latency_s), "")
     gen_table.add_row(
@@ -126,9 +133,16 @@ def render_estimate(est: Estimate, console: Console, layers: bool = False) -> No
         f"(largest batch that fits: {mem.max_batch})"
     )
     if layers:
-        console.print(phase_table(est.prefill, "prefill, per op"))
-        title = f"decode step at context {est.decode.context_len}, per op"
-        console.print(phase_table(est.decode, title))
+        for phase in est.phases:
+            console.print(phase_table(phase, PHASE_TITLES[phase.phase].format(phase=phase)))
+
+
+#: The title of each phase's per-op table.
+PHASE_TITLES = {
+    "encode": "encode (the encoder over {phase.query_len} tokens), per op",
+    "prefill": "prefill, per op",
+    "decode": "decode step at context {phase.context_len}, per op",
+}
 
 
 def render_comparison(c, console: Console) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import click
 
+from perfest.errors import PerfestError
 from perfest.options import (
     emit,
     gpu_option,
@@ -66,6 +67,11 @@ def validate(
     """Time prefill and decode of a PyTorch reference of MODEL on this machine and compare with
     perfest's prediction (default spec: this device, calibrated on first use, ~25 s)."""
     if train:
+        from perfest.catalog import load_model
+
+        arch = load_model(model).architecture
+        if arch != "decoder":
+            raise PerfestError(f"--train: training an {arch} is not modelled yet")
         return _validate_training(model, gpu, device, repeats, warmup, optimizer, as_json,
                                   as_csv, pick_workload(kwargs))  # fmt: skip
     from perfest.validate.render import render_validation, validation_csv

@@ -55,6 +55,14 @@ ROWS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("moe", "shared_down", ("shared_down",), "shared_down"),
     ("moe", "shared_expert_gate", ("shared_expert_gate",), "shared_expert_gate"),
     ("lm_head", "lm_head", ("lm_head",), "lm_head"),
+    # encoder-decoders' cross-attention, encoders' heads (perfest.validate.encoder_flops)
+    ("projections", "cross_q_proj", ("cross_q_proj",), "cross_q"),
+    ("projections", "cross_kv_proj", ("cross_kv_proj",), "cross_kv"),
+    ("attention", "cross_scores + cross_values", ("cross_scores", "cross_values"), "cross_core"),
+    ("projections", "cross_out_proj", ("cross_out_proj",), "cross_out"),
+    ("lm_head", "pooler", ("pooler",), "pooler"),
+    ("lm_head", "mlm_transform", ("mlm_transform",), "mlm_transform"),
+    ("lm_head", "mlm_decoder", ("mlm_decoder",), "mlm_decoder"),
 )
 
 
@@ -123,7 +131,12 @@ def check_flops(model: ModelConfig, workload: Workload | None = None, net=None, 
 
     Decode is the step perfest reports: one new token per sequence at context input_len +
     max(1, output_len // 2). `net` defaults to the full-size reference on the meta device.
+    Encoders and encoder-decoders: one check per phase (perfest.validate.encoder_flops).
     """
+    if model.architecture != "decoder":
+        from perfest.validate.encoder_flops import check_stack_flops
+
+        return check_stack_flops(model, workload, net, **fields)
     from perfest.inference import decode_context
     from perfest.validate.reference import build_reference
 

@@ -98,6 +98,14 @@ class GroupTimer:
         "MLP": "mlp",
         "MoE": "mlp",
         "Block": "block",
+        # encoders (perfest.validate.reference_encoder)
+        "EncoderEmbedding": "embedding",
+        "EncoderAttention": "attention",
+        "CrossAttention": "attention",
+        "EncoderBlock": "block",
+        "DecoderBlock": "block",
+        "Pooler": "lm_head",
+        "MLMHead": "lm_head",
     }
 
     def __init__(self, net, device: str):

@@ -21,7 +21,9 @@ def render_validation(v: Validation, console: Console) -> None:
     w = v.workload
     console.print(
         f"[bold]{v.model}[/] on {v.device} (torch {v.torch}), predicted with {v.hardware}: "
-        f"batch {w['batch']}, input {w['input_len']}, output {w['output_len']}, {w['dtype']}, "
+        f"batch {w['batch']}, input {w['input_len']}"
+        + (f", output {w['output_len']}" if "output_len" in w else "")  # an encoder has none
+        + f", {w['dtype']}, "
         f"{w['attention']} attention"
     )
     phases = Table(title="phases (error = (predicted − measured) / measured)", title_justify="left")

@@ -263,6 +263,11 @@ def validate(
     torch_dtype(w.dtype)
     device = resolve_device(device)
     hw = load_hardware(hardware) if hardware is not None else default_hardware(device, say)
+    if m.architecture != "decoder":  # one encode pass (perfest.validate.encoder_run)
+        from perfest.validate.encoder_run import validate_encoder
+
+        return validate_encoder(m, hw, device, w, compile=compile, layers=layers,
+                                repeats=repeats, warmup=warmup, say=say)  # fmt: skip
     # Eager PyTorch runs every element-wise op as its own kernel and torch.compile fuses them:
     # each mode is predicted at its fusion level, unless --fusion was given.
     chosen = "fusion" in w.model_fields_set

@@ -11,6 +11,9 @@ from perfest.training.step import EMB, HEAD, LAYER, Shape, build_parts, training
 
 P = {"b": 2, "s": 3, "t": 3, "s_logits": 3}  # b·s = 6 rows
 
+#: the models a training step is modelled for (decoders; training an encoder is not yet)
+TRAINABLE = [n for n in perfest.list_models() if perfest.load_model(n).architecture == "decoder"]
+
 
 def parts(model, tp=1, cp=1, sp=False, flash=True):
     return build_parts(Shape(model, "bf16", "fp32", flash, tp, cp, sp))
@@ -136,7 +139,7 @@ def test_loss_backward(classic):
     assert cost(op(head.backward.ops, "loss.bwd")) == (12_000, 24_000 + 48, 12_000)
 
 
-@pytest.mark.parametrize("name", perfest.list_models())
+@pytest.mark.parametrize("name", TRAINABLE)
 @pytest.mark.parametrize("tp, cp, sp, flash", [(1, 1, False, True), (2, 2, True, True),
                                                (2, 1, False, False)])  # fmt: skip
 def test_every_op_of_every_model_has_a_backward(name, tp, cp, sp, flash):

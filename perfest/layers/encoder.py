@@ -1,0 +1,179 @@
+"""Encoder blocks (BERT, T5's encoder) and an encoder-decoder's decoder block (T5), with BERT's
+embeddings. Under tensor parallelism n_h, n_kv and i are the device's shares, as in a decoder.
+
+    encoder, post-norm (BERT)   x₁ = norm(x + attn(x));   x₂ = norm(x₁ + mlp(x₁))
+    encoder, pre-norm (T5)      x₁ = x + attn(norm(x));   x₂ = x₁ + mlp(norm(x₁))
+    decoder (T5)                x₁ = x + self_attn(norm(x))      causal, over its KV cache
+                                x₂ = x₁ + cross_attn(norm(x₁))   over the encoder output
+                                x₃ = x₂ + mlp(norm(x₂))
+
+Self-attention, as in a decoder (perfest.layers.attention) with two differences:
+    qkv_proj     [b·s, h] @ [h, (n_h + 2·n_kv)·d]   2·b·s·h·(n_h + 2·n_kv)·d
+    attn_scores  [s, d] @ [d, t], b·n_h times       2·b·n_h·s·t·d
+    attn_bias    + T5's relative position bias      b·n_h·s·t          (relative positions)
+    attn_softmax                                    5·b·n_h·s·t
+    attn_values  [s, t] @ [t, d], b·n_h times       2·b·n_h·s·t·d
+    out_proj     [b·s, n_h·d] @ [n_h·d, h]          2·b·s·n_h·d·h
+- an encoder attends bidirectionally: no causal mask, each of the s queries scores all t = s
+  keys, which is what the kernels compute (the same full s×t count a decoder's prefill uses);
+- an encoder keeps no KV cache: K and V are activations of its one pass, written by qkv_proj
+  and read by the products once per kv head (no kv_cache_write).
+A decoder's self-attention writes its keys and values to the KV cache and attends over t.
+
+BERT's embeddings (token, learned position and token-type rows summed, then normed):
+    embed        gather b·s rows of each table; 2 adds per element of [b·s, h]
+    embed_norm   LayerNorm over h (group embedding: it belongs to BERT's embedding module)
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from perfest.layers.attention import core_ops
+from perfest.layers.context import TOKEN_ID_BYTES, Ctx
+from perfest.layers.cross_attention import cross_attention_ops
+from perfest.layers.embedding import embedding_ops
+from perfest.layers.mlp import mlp_ops
+from perfest.layers.norm import norm_op
+from perfest.layers.relative_bias import bias_add_op
+from perfest.layers.residual import block_output_ops
+from perfest.ops import (
+    Axis,
+    CollectiveKind,
+    Fn,
+    Group,
+    Op,
+    Tensor,
+    collective,
+    elementwise,
+    matmul,
+    read,
+)
+from perfest.symbols import b, s, t
+
+
+def self_attention_ops(ctx: Ctx, x: Tensor, y: Tensor, cache: bool, bias: Tensor | None) -> list:
+    """x [b·s, h] → y [b·s, h]. `cache`: keys and values go to the KV cache and the queries
+    attend over its t (a decoder); without, over this pass's own t = s (an encoder).
+    `bias`: T5's relative position bias [n_h, s, t], added to the scores."""
+    m = ctx.model
+    h, d, n_h, n_kv = ctx.h, ctx.d, ctx.n_h, ctx.n_kv
+    width = (n_h + 2 * n_kv) * d
+    qkv = ctx.act("qkv", b * s, width)
+    ops = [
+        # [b·s, h] @ [h, (n_h + 2·n_kv)·d] → q, k, v
+        matmul(
+            "qkv_proj",
+            Group.ATTENTION,
+            x,
+            ctx.weight("attn.w_qkv", h, width),
+            qkv,
+            m=b * s,
+            k=h,
+            n=width,
+            bias=ctx.bias("attn.b_qkv", width) if m.qkv_bias else None,
+        ),  # fmt: skip
+    ]
+    if cache:
+        keys = values = ctx.kv_cache("attn.kv_cache", b, t, 2 * n_kv * d)
+        kv_new = b * s * 2 * n_kv * d  # this pass's k and v, appended to the cache
+        ops.append(elementwise("kv_cache_write", Group.ATTENTION, kv_new, 0,
+                               reads=(read(qkv, kv_new),), writes=(read(keys, kv_new),),
+                               fn=Fn.COPY))  # fmt: skip
+    else:  # slices of qkv, read by the products
+        keys, values = (ctx.act(f"attn.{name}", b, t, n_kv * d) for name in ("k", "v"))
+    out = ctx.act("attn.out", b * s, n_h * d)
+    core = core_ops(ctx, (qkv, keys, values, out), (d, d), n_kv)
+    if bias is not None:  # after the scores (core's first op), before the softmax
+        core.insert(1, bias_add_op(ctx, bias, core[0].gemm.c))
+    ops += core
+    ops.append(
+        # [b·s, n_h·d] @ [n_h·d, h]
+        matmul(
+            "out_proj",
+            Group.ATTENTION,
+            out,
+            ctx.weight("attn.w_out", n_h * d, h),
+            y,
+            m=b * s,
+            k=n_h * d,
+            n=h,
+            bias=ctx.bias("attn.b_out", h) if m.out_bias else None,
+        )  # fmt: skip
+    )
+    return ops
+
+
+def encoder_block(ctx: Ctx, bias: Tensor | None = None) -> list[Op]:
+    """One encoder block, post-norm (BERT) or pre-norm (T5), on the residual stream x."""
+    rows = (ctx.rows, ctx.h)
+    x = ctx.act("x", *rows)
+    attn_y, mlp_y = ctx.act("attn.y", b * s, ctx.h), ctx.act("mlp.y", b * s, ctx.h)
+    if ctx.model.norm_position == "post":
+        summed, x_mid, summed2 = (ctx.act(f"x.{n}", *rows) for n in ("attn_sum", "mid", "mlp_sum"))
+        return [
+            *self_attention_ops(ctx, x, attn_y, cache=False, bias=bias),
+            *block_output_ops("attn", ctx, x, (attn_y,), summed),
+            norm_op("attn_norm", ctx, summed, x_mid),
+            *mlp_ops(ctx, x_mid, mlp_y),
+            *block_output_ops("mlp", ctx, x_mid, (mlp_y,), summed2),
+            norm_op("mlp_norm", ctx, summed2, x),
+        ]
+    attn_in, x_mid, mlp_in = (ctx.act(n, *rows) for n in ("attn.in", "x.mid", "mlp.in"))
+    return [
+        norm_op("attn_norm", ctx, x, attn_in),
+        *self_attention_ops(ctx, attn_in, attn_y, cache=False, bias=bias),
+        *block_output_ops("attn", ctx, x, (attn_y,), x_mid),
+        norm_op("mlp_norm", ctx, x_mid, mlp_in),
+        *mlp_ops(ctx, mlp_in, mlp_y),
+        *block_output_ops("mlp", ctx, x_mid, (mlp_y,), x),
+    ]
+
+
+def cross_decoder_block(ctx: Ctx, bias: Tensor | None, project: bool) -> list[Op]:
+    """An encoder-decoder's decoder block (pre-norm): causal self-attention over the KV cache,
+    cross-attention over the encoder output (`project`: this pass fills the cross cache), MLP."""
+    rows = (ctx.rows, ctx.h)
+    x = ctx.act("x", *rows)
+    names = ("attn.in", "x.mid", "cross.in", "x.mid2", "mlp.in")
+    attn_in, x_mid, cross_in, x_mid2, mlp_in = (ctx.act(n, *rows) for n in names)
+    ys = (ctx.act(f"{n}.y", b * s, ctx.h) for n in ("attn", "cross", "mlp"))
+    attn_y, cross_y, mlp_y = ys
+    return [
+        norm_op("attn_norm", ctx, x, attn_in),
+        *self_attention_ops(ctx, attn_in, attn_y, cache=True, bias=bias),
+        *block_output_ops("attn", ctx, x, (attn_y,), x_mid),
+        norm_op("cross_norm", ctx, x_mid, cross_in),
+        *cross_attention_ops(ctx, cross_in, cross_y, project),
+        *block_output_ops("cross", ctx, x_mid, (cross_y,), x_mid2),
+        norm_op("mlp_norm", ctx, x_mid2, mlp_in),
+        *mlp_ops(ctx, mlp_in, mlp_y),
+        *block_output_ops("mlp", ctx, x_mid2, (mlp_y,), x),
+    ]
+
+
+def encoder_embedding_ops(ctx: Ctx, tokens: Tensor, x: Tensor) -> list[Op]:
+    """Token (+ learned position) (+ token-type) rows summed (+ normed) into x. Without token
+    types or an embedding norm (T5) this is a decoder's embedding (perfest.layers.embedding)."""
+    m = ctx.model
+    if not (m.type_vocab_size or m.embedding_norm):
+        return embedding_ops(ctx, tokens, x)
+    n = b * s * ctx.h  # elements of the [b·s, h] output
+    reads = [read(tokens, n), read(ctx.table("embed.token_ids", b, s, itemsize=TOKEN_ID_BYTES))]
+    adds = 0
+    if m.position == "learned":
+        reads.append(read(ctx.param("embed.positions", m.max_position_embeddings, ctx.h), n))
+        adds += 1
+    if m.type_vocab_size:
+        reads.append(read(ctx.param("embed.token_types", m.type_vocab_size, ctx.h), n))
+        reads.append(read(ctx.table("embed.type_ids", b, s, itemsize=TOKEN_ID_BYTES)))
+        adds += 1
+    summed = ctx.act("embed.sum", b * s, ctx.h) if m.embedding_norm else x
+    ops = [elementwise("embed", Group.EMBEDDING, n, adds, tuple(reads), (read(summed, n),),
+                       fn=Fn.GATHER)]  # fmt: skip
+    if ctx.shard.split:  # each device looked up its vocabulary range: sum the partial rows
+        ops.append(collective("embed_allreduce", CollectiveKind.ALL_REDUCE, Axis.TP,
+                              ctx.shard.tp, summed))  # fmt: skip
+    if m.embedding_norm:
+        ops.append(replace(norm_op("embed_norm", ctx, summed, x), group=Group.EMBEDDING))
+    return ops
