@@ -131,6 +131,7 @@ def resolve(model: ModelConfig, hw: HardwareSpec, c: TrainConfig) -> StepLayout:
     hw.peak_flops(c.dtype)  # a device without the dtype: UnsupportedError
     if c.dtype == "fp8":
         hw.peak_flops("bf16")
+    check_trainable(model)
     check_model_split(model, c.tp, c.pp, c.cp, c.interleave, c.seq_len)
     model_parallel = c.tp * c.pp * c.cp
     if c.dp is None:
@@ -166,6 +167,16 @@ def resolve(model: ModelConfig, hw: HardwareSpec, c: TrainConfig) -> StepLayout:
     etp = check_experts(model, c, dp)
     return StepLayout(c.tp, c.pp, c.cp, dp, c.micro_batch, m, c.interleave, sp, c.zero, c.recompute,
                       c.ep, etp)  # fmt: skip
+
+
+def check_trainable(model: ModelConfig) -> None:
+    """Decoders (causal LM) and encoders (masked-LM pre-training) train; an encoder-decoder's
+    step (T5's span corruption) is not modelled yet."""
+    if model.architecture == "encoder-decoder":
+        raise UnsupportedError(
+            f"model: training an encoder-decoder ({model.name}) is not modelled yet (its "
+            "inference is: perfest estimate)"
+        )
 
 
 def check_experts(model: ModelConfig, c: TrainConfig, dp: int) -> int:

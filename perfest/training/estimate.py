@@ -190,9 +190,10 @@ def report(m: ModelConfig, hw: HardwareSpec, c: TrainConfig, lay: StepLayout, co
 
 
 def _parameters(m: ModelConfig) -> int:
-    from perfest.parameters import count_parameters
+    """What the step trains (perfest.training.evaluate.trained_parameters)."""
+    from perfest.training.evaluate import trained_parameters
 
-    return count_parameters(m)
+    return trained_parameters(m)
 
 
 def _on_critical(n: StepNumbers, mb: MicroBatch, lay: StepLayout):

@@ -92,6 +92,15 @@ def _parameters(shape: Shape) -> tuple[dict[PartKey, int], dict[PartKey, int], i
     return params, experts, shared
 
 
+def trained_parameters(model: ModelConfig) -> int:
+    """The parameters a step trains, read off its parts at tp 1 (a tied table once): a
+    decoder's count_parameters; an encoder's with the masked-LM head and without the pooler
+    (Hugging Face's BertForMaskedLM, RobertaForMaskedLM)."""
+    params, _, shared = _parameters(Shape(model, "bf16", "fp32", True, 1, 1, False))
+    keys = layer_keys(model)
+    return sum(n * (keys.count(k) if k.is_layer else 1) for k, n in params.items()) - shared
+
+
 class MicroBatch(NamedTuple):
     """Every part at one micro-batch size: times, and what it saves under each recompute."""
 

@@ -33,6 +33,7 @@ from perfest.training.config import (
     StepLayout,
     TrainConfig,
     check_network,
+    check_trainable,
     make_config,
 )
 from perfest.training.estimate import model_flops_per_step
@@ -127,6 +128,7 @@ def search(
     m, hw = load_model(model), load_hardware(hardware)
     c = make_config(config, **fields)
     hw.peak_flops(c.dtype)
+    check_trainable(m)
     check_network(hw, c.gpus)
     start = time.perf_counter()
     found: list[Candidate] = []
