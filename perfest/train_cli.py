@@ -59,6 +59,7 @@ def _int(name: str, help_text: str, **kw):
               help="Activation recomputation [none].")  # fmt: skip
 @click.option("--attention", type=click.Choice(["flash", "eager"]), default=None,
               help="Fused flash attention or eager [flash].")  # fmt: skip
+@_int("--mlm-positions", "Encoders: positions per sequence the masked-LM head scores [all].")
 @click.option("--grad-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
               help="Weight gradients' dtype [fp32 under mixed precision].")  # fmt: skip
 @click.option("--compute-efficiency", type=float, default=None,

@@ -109,9 +109,12 @@ class MicroBatch(NamedTuple):
     memory: dict[str, dict[PartKey, PartMemory]]
 
 
-def micro_batch(c: Compiled, b: int, seq: int, cp: int) -> MicroBatch:
+def micro_batch(c: Compiled, b: int, seq: int, cp: int, scored: int | None = None) -> MicroBatch:
+    """Every part at micro-batch `b`: this device's s = seq/cp queries over t = seq keys, the
+    loss over s_logits = s positions, or `scored` per sequence (an encoder's masked positions,
+    TrainConfig.mlm_positions) shared by the cp devices."""
     s_local = seq // cp
-    point = Point(b, s_local, seq, s_local)
+    point = Point(b, s_local, seq, s_local if scored is None else scored / cp)
     env = point._asdict()
     times = {kind: evaluate_part(part, point) for kind, part in c.parts.items()}
     parts = {kind: part.part for kind, part in c.parts.items()}

@@ -53,6 +53,33 @@ def test_model_flops_closed_form():
     assert eager.hardware_flops_per_step == pytest.approx(expected, rel=1e-12)
 
 
+def test_masked_positions_only():
+    # NVIDIA's phase 1: the head scores the 20 masked positions of each 128-token sequence:
+    # 72·B·s·L·h²·(1 + s/(6h)) + 6·B·p·h·(h + V) with p = 20
+    m = perfest.load_model(BERT_LARGE)
+    B, s, p, L, h, V = 256, 128, 20, m.L, m.h, m.V
+    expected = 72 * B * s * L * h * h * (1 + s / (6 * h)) + 6 * B * p * h * (h + V)
+    fields = {"gpus": 8, "global_batch": B, "micro_batch": 32, "seq_len": s}
+    masked = perfest.estimate_training(BERT_LARGE, "a100-80gb-sxm", mlm_positions=p, **fields)
+    whole = perfest.estimate_training(BERT_LARGE, "a100-80gb-sxm", **fields)
+    assert masked.model_flops_per_step == pytest.approx(expected, rel=1e-12)
+    assert masked.step_time_s < whole.step_time_s
+    assert masked.memory.logits_bytes == pytest.approx(whole.memory.logits_bytes * p / s)
+
+
+@pytest.mark.parametrize(
+    "model, positions, message",
+    [
+        ("llama-3-8b", 20, "mlm_positions: llama-3-8b is a decoder"),
+        (BERT_BASE, 200, "mlm_positions: 200 masked positions exceed the sequence length 128"),
+    ],
+)
+def test_masked_positions_are_an_encoders(model, positions, message):
+    with pytest.raises(PerfestError, match=message):
+        perfest.estimate_training(model, "h100-sxm", gpus=1, global_batch=8, seq_len=128,
+                                  mlm_positions=positions)  # fmt: skip
+
+
 @pytest.mark.parametrize(
     "name, published",
     [
