@@ -10,6 +10,13 @@ its parts — the segments of perfest.graph, built by the same layer builders as
                 attention: ModelConfig.layer_kinds)                   layers on the stage
     head        final norm, LM head, cross-entropy loss             last stage
 
+An encoder (BERT, RoBERTa: masked-LM pre-training) has the same three parts: BERT's embedding
+(token + learned position + token-type rows, LayerNorm), its post-norm encoder block, and the
+masked-LM head (transform, tied decoder) with the same loss — the head over s_logits positions
+per sequence, every one by default (Hugging Face's BertForMaskedLM) or only the masked ones
+(TrainConfig.mlm_positions). No pooler or next-sentence head. An encoder-decoder does not
+train yet (perfest.training.config.check_trainable).
+
 Each part has its forward ops, its backward derived from them (perfest.training.backward), its
 attention core (the span selective recompute reruns), and what it keeps for backward
 (`Op.saves`; perfest.training.memory sums them).
