@@ -14,6 +14,9 @@ Then the totals of one layer and of the whole pass, and the closed forms that ap
                               Narayanan et al. 2021): classic MHA blocks with i = 4h, a
                               prefill (t = s) with logits at every position
     any decoder               2 FLOPs per weight per token, plus attention's 4·b·n_h·s·t·d·L
+    encoders, encoder-decoders  the same rule with bidirectional attention (t = s), a BERT-style
+                              24·b·s·h²·L·(1 + s/(6h)) + head, and the decoder step's
+                              cross-attention (perfest.explain_encoders)
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from perfest.catalog import load_hardware, load_model
+from perfest.encoders import ENCODER_DECODER, phases_of
 from perfest.errors import SpecError
 from perfest.inference import INFERENCE, for_model, make_workload
 from perfest.ops import Access, Kind, Op, Role
@@ -31,10 +35,11 @@ from perfest.roofline import Bound, peak
 from perfest.specs import HardwareSpec, ModelConfig, Workload
 from perfest.symbols import MEANINGS, Derived, Expr
 
-#: The phases explain can show: inference's (perfest.inference.INFERENCE), and one training
-#: micro-batch (perfest.explain_train), which is shown only when asked for.
+#: The phases explain can show: inference's (a decoder's perfest.inference.INFERENCE, an
+#: encoder's or encoder-decoder's perfest.encoders phases), and one training micro-batch
+#: (perfest.explain_train), which is shown only when asked for.
 TRAIN = "train"
-PHASES = (*(spec.name for spec in INFERENCE), TRAIN)
+PHASES = (*dict.fromkeys(spec.name for spec in (*INFERENCE, *ENCODER_DECODER)), TRAIN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,24 +150,41 @@ def explain(
 ) -> Explanation:
     """Explain the ops of `phase` (default: every inference phase), or of the one op named `op`."""
     m, hw = load_model(model), load_hardware(hardware)
-    if m.architecture != "decoder":  # issue 10: explaining encoders comes later
-        raise SpecError(f"model: {m.name} is an {m.architecture}; explain covers decoders so "
-                        "far (perfest estimate --layers shows its ops)")  # fmt: skip
     w = for_model(m, make_workload(workload, **fields))
-    if phase is not None and phase not in PHASES:
-        raise SpecError(f"phase: '{phase}' is not one of {', '.join(PHASES)}")
+    inference = INFERENCE if m.architecture == "decoder" else phases_of(m)
+    check_phase(phase, m, tuple(spec.name for spec in inference))
     if phase == TRAIN:
         from perfest.explain_train import explain_training
 
+        if m.architecture != "decoder":  # as perfest train (perfest.train_cli)
+            raise SpecError(f"phase: training an {m.architecture} is not modelled yet (its "
+                            "inference is: explain --phase encode)")  # fmt: skip
+
         train, ops = explain_training(m, hw, w, op)
         return Explanation(m.name, hw.name, w, _symbols(ops, (train,)), (train,))
+    if m.architecture != "decoder":
+        from perfest.encoders import check_workload
+
+        check_workload(m, w)
     plan = plan_for(m, hw, w)
-    check_op(op, [o.name for _, o in plan.graph.ops()], m.name)
-    specs = [spec for spec in INFERENCE if phase in (None, spec.name)]
+    specs = [spec for spec in inference if phase in (None, spec.name)]
+    ops = [o for spec in specs for _, o in plan.for_phase(spec.name).graph.ops()]
+    check_op(op, [o.name for o in ops], m.name)
     phases = tuple(_explain_phase(plan.for_phase(spec.name), spec.name, spec.point(w), op)
                    for spec in specs)  # fmt: skip
-    ops = [o for _, o in plan.graph.ops()]
     return Explanation(m.name, hw.name, w, _symbols(ops, phases), phases)
+
+
+def check_phase(phase: str | None, m: ModelConfig, inference: tuple[str, ...]) -> None:
+    """SpecError for a phase that is not one of PHASES, or one this model does not run (decode
+    asked of an encoder, encode of a decoder)."""
+    if phase is None or phase in (*inference, TRAIN):
+        return
+    if phase not in PHASES:
+        raise SpecError(f"phase: '{phase}' is not one of {', '.join(PHASES)}")
+    article = "a" if m.architecture == "decoder" else "an"
+    raise SpecError(f"phase: {m.name} is {article} {m.architecture}, which has no {phase} phase "
+                    f"(its phases: {', '.join(inference)})")  # fmt: skip
 
 
 def check_op(op: str | None, names: list[str], model: str) -> None:
@@ -195,11 +217,16 @@ def _explain_phase(plan: Plan, name: str, point: Point, only: str | None) -> Pha
     )
 
 
+#: The segments that hold a stack's layers (perfest.graph, perfest.encoder_graph).
+LAYER_SEGMENTS = ("decoder", "encoder")
+
+
 def layer_totals(rows: tuple[Row, ...]) -> tuple[LayerTotal, ...]:
-    """One layer of each decoder segment: its rows summed, divided by the segment's count."""
+    """One layer of each stack's segment (decoder…, encoder): its rows summed, divided by the
+    segment's count."""
     by_segment: dict[str, list[Row]] = {}
     for row in rows:
-        if row.segment.startswith("decoder"):
+        if row.segment.startswith(LAYER_SEGMENTS) and row.segment != "encoder.final":
             by_segment.setdefault(row.segment, []).append(row)
     return tuple(
         LayerTotal(name, seg[0].count, *(sum(getattr(r, f) for r in seg) / seg[0].count
@@ -307,8 +334,12 @@ def closed_forms(plan: Plan, rows: tuple[Row, ...], point: Point) -> tuple[Close
     forms = []
     dense = not m.num_experts and not m.mla
     classic = dense and m.mlp == "classic" and sh.i == 4 * h and not sh.split
-    if classic:
-        mlp = sum(r.matmul_flops for r in rows if r.op.group.value == "mlp") / L
+    stack = [
+        r for r in rows if r.segment.startswith(LAYER_SEGMENTS) and r.segment != "encoder.final"
+    ]
+    if classic and stack:
+        L = sum({r.segment: r.count for r in stack}.values())  # an encoder-decoder's stack's
+        mlp = sum(r.matmul_flops for r in stack if r.op.group.value == "mlp") / L
         forms.append(
             ClosedForm(
                 "classic FFN, one layer (i = 4h)",
@@ -318,6 +349,10 @@ def closed_forms(plan: Plan, rows: tuple[Row, ...], point: Point) -> tuple[Close
                 mlp,
             )
         )
+    if m.architecture != "decoder":
+        from perfest.explain_encoders import encoder_forms
+
+        return (*forms, *encoder_forms(ctx, rows, point, matmul, ClosedForm))
     gpt = classic and m.n_kv == m.n_h and m.q_dim == h and t == s and s_l == s
     if gpt and not m.sliding_window:
         value = 24 * b * s * h * h * L * (1 + s / (6 * h)) + 2 * b * s * h * V
@@ -342,10 +377,10 @@ def _per_weight(ctx, rows: tuple[Row, ...], point: Point, matmul: float) -> Clos
     b, s, t, s_l = point[:4]  # s_enc (an encoder-decoder's) is not in these forms
     used = 0.0
     for r in rows:
-        g = r.op.gemm
-        if g is not None and g.b.role is Role.WEIGHT and r.segment.startswith("decoder"):
-            share = m.experts_per_token / m.num_experts if g.b.routed else 1.0
-            used += r.count * g.b.elements.value() * share
+        if r.segment.startswith("decoder"):
+            for w in matmul_weights(r.op):
+                share = m.experts_per_token / m.num_experts if w.routed else 1.0
+                used += r.count * w.elements.value() * share
     kinds = m.layer_kinds()
     windowed = sum(1 for _, window in kinds if window)
     keys = f"{len(kinds) - windowed}·t + {windowed}·min(t, w)" if windowed else "L·t"
@@ -366,6 +401,26 @@ def _per_weight(ctx, rows: tuple[Row, ...], point: Point, matmul: float) -> Clos
         2 * b * s * used + head + attention,
         matmul,
     )
+
+
+def matmul_weights(op: Op) -> tuple:
+    """The weight matrices a product multiplies by: its B operand, and under --fusion full a
+    fused sibling's (mlp_gate + mlp_up read both), each a matrix with the contracted dimension
+    k; a folded norm's γ and a bias are not counted."""
+    g = op.gemm
+    if g is None:
+        return ()
+    k = g.k.text()
+    return tuple(
+        a.tensor
+        for a in op.reads
+        if a.tensor.role is Role.WEIGHT
+        and (a.tensor is g.b or (len(a.tensor.shape) >= 2 and k in _texts(a.tensor)))
+    )
+
+
+def _texts(t) -> tuple[str, ...]:
+    return tuple(dim.text() for dim in t.shape)
 
 
 def _symbols(ops: list[Op], phases: tuple[PhaseExplanation, ...]) -> tuple:

@@ -24,8 +24,9 @@ from perfest.options import (
 @click.option(
     "--phase",
     default=None,
-    help="Explain one phase: prefill, decode, or train (one micro-batch's forward and "
-    "backward: --batch is the micro-batch, --input-len the sequence) [prefill and decode].",
+    help="Explain one phase: prefill, decode, encode (an encoder's or encoder-decoder's), or "
+    "train (one micro-batch's forward and backward: --batch is the micro-batch, --input-len "
+    "the sequence) [every inference phase of the model].",
 )
 @click.option("--op", default=None, help="Explain one op, by name (e.g. mlp_up) [every op].")
 @click.option("--markdown", is_flag=True, help="Print a Markdown document (a handout).")

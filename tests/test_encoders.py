@@ -354,10 +354,10 @@ def test_memory_weights_are_the_weights_the_ops_read(name, tp):
         assert {"embed_allreduce", "attn_allreduce", "mlp_allreduce"} <= names
 
 
-@pytest.mark.parametrize("name", ["bert-base-uncased", "t5-base"])
-def test_explain_refuses_encoders_in_one_line(name):
-    r = run("explain", "-m", name, "-g", "h100")
-    assert r.exit_code == 2 and r.stderr.startswith(f"error: --model: {name} is an ")
+@pytest.mark.parametrize("name, phases", [("bert-base-uncased", 1), ("t5-base", 3)])
+def test_explain_covers_encoders(name, phases):
+    r = run("explain", "-m", name, "-g", "h100", "--json")
+    assert r.exit_code == 0 and len(json.loads(r.stdout)["phases"]) == phases
 
 
 @pytest.mark.parametrize("fusion", ["none", "default", "full"])

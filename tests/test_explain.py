@@ -139,8 +139,8 @@ def test_one_op_and_its_sentence():
 def test_unknown_names_list_the_closest():
     with pytest.raises(SpecError, match="op: no op 'mlp_dwn' in llama-2-7b; closest: mlp_down"):
         explain("llama-2-7b", "h100-sxm", op="mlp_dwn")
-    with pytest.raises(SpecError, match="phase: 'encode' is not one of prefill, decode"):
-        explain("llama-2-7b", "h100-sxm", phase="encode")
+    with pytest.raises(SpecError, match="phase: 'enc' is not one of prefill, decode, encode"):
+        explain("llama-2-7b", "h100-sxm", phase="enc")
 
 
 def run(*args):
@@ -163,7 +163,7 @@ def test_cli_text_markdown_and_json():
     "args, message",
     [
         (["--op", "nope"], "op: no op 'nope'"),
-        (["--phase", "encode"], "'encode' is not one of"),
+        (["--phase", "encode"], "gpt2 is a decoder, which has no encode phase"),
         (["--phase", "train", "--weight-dtype", "int4"], "phase: train runs every tensor"),
         (["--phase", "train", "--op", "mlp_up.dgrd"], "closest: mlp_up.dgrad"),
         (["--markdown", "--json"], "choose one output"),
@@ -224,3 +224,12 @@ def test_the_training_rule_holds_for_experts_and_windows(model, tp, ep, s):
                        ep=ep).phases  # fmt: skip
     (rule,) = phase.closed_forms
     assert rule.value == pytest.approx(rule.perfest, rel=1e-12)
+
+
+@pytest.mark.parametrize("model", ["llama-3-8b", "mixtral-8x7b", "gpt2"])
+def test_closed_forms_hold_under_full_fusion(model):
+    # fused siblings (mlp_gate + mlp_up) read both weights: N counts each once
+    for phase in explain(model, "h100-sxm", batch=2, input_len=64, fusion="full").phases:
+        assert phase.closed_forms
+        for c in phase.closed_forms:
+            assert c.value == pytest.approx(c.perfest, rel=1e-12), (phase.phase, c.name)
