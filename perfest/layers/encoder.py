@@ -23,13 +23,14 @@ A decoder's self-attention writes its keys and values to the KV cache and attend
 BERT's embeddings (token, learned position and token-type rows summed, then normed):
     embed        gather b·s rows of each table; 2 adds per element of [b·s, h]
     embed_norm   LayerNorm over h (group embedding: it belongs to BERT's embedding module)
+    embed_dropout  training with dropout only: the normed rows dropped out (2 per element)
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from perfest.layers.attention import attention_ops, core_ops
+from perfest.layers.attention import attention_ops, core_ops, dropout_op
 from perfest.layers.context import TOKEN_ID_BYTES, Ctx
 from perfest.layers.cross_attention import cross_attention_ops
 from perfest.layers.embedding import embedding_ops
@@ -49,7 +50,7 @@ from perfest.ops import (
     matmul,
     read,
 )
-from perfest.symbols import b, s, t
+from perfest.symbols import b, mul, s, t
 
 
 def self_attention_ops(ctx: Ctx, x: Tensor, y: Tensor, cache: bool, bias: Tensor | None) -> list:
@@ -195,5 +196,9 @@ def encoder_embedding_ops(ctx: Ctx, tokens: Tensor, x: Tensor) -> list[Op]:
         ops.append(collective("embed_allreduce", CollectiveKind.ALL_REDUCE, Axis.TP,
                               ctx.shard.tp, summed))  # fmt: skip
     if m.embedding_norm:
-        ops.append(replace(norm_op("embed_norm", ctx, summed, x), group=Group.EMBEDDING))
+        normed = ctx.act("embed.normed", ctx.rows, ctx.h) if ctx.dropout else x
+        ops.append(replace(norm_op("embed_norm", ctx, summed, normed), group=Group.EMBEDDING))
+        if ctx.dropout:  # training with dropout: BERT drops out the normed embeddings too
+            ops.append(dropout_op("embed_dropout", Group.EMBEDDING, ctx, normed, x,
+                                  mul(ctx.rows, ctx.h)))  # fmt: skip
     return ops

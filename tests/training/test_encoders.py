@@ -9,7 +9,7 @@ import perfest
 from perfest.errors import PerfestError
 from perfest.ops import Group
 from perfest.training.search import search
-from perfest.training.step import HEAD, LAYER, Shape, build_parts
+from perfest.training.step import EMB, HEAD, LAYER, Shape, build_parts
 
 BERT_BASE, BERT_LARGE = "bert-base-uncased", "bert-large-uncased"
 
@@ -35,6 +35,19 @@ def test_one_bert_base_layer_by_hand():
     assert layer_flops(BERT_BASE, False, env) == (forward, 452_984_832 + 786_432)
     assert layer_flops(BERT_BASE, True, env) == (forward, 452_984_832 + 983_040)
     assert forward + 452_984_832 + 786_432 == 3 * forward  # eager: the step is 3× the forward
+
+
+def test_dropout_covers_the_embeddings():
+    # BERT drops out the normed embeddings too: b = 2, s = 8, h = 768 → 2·8·768 = 12,288
+    # elements, 2 FLOPs each (compare with p, scale) = 24,576; backward dy·mask·scale: 2 each
+    env = {"b": 2, "s": 8, "t": 8, "s_logits": 8}
+    model = perfest.load_model(BERT_BASE)
+    emb = build_parts(Shape(model, "bf16", "fp32", True, 1, 1, False, dropout=True))[EMB]
+    (drop,) = [op for op in emb.forward if op.name == "embed_dropout"]
+    (back,) = [op for op in emb.backward.ops if op.name == "embed_dropout.bwd"]
+    assert drop.flops.value(env) == back.flops.value(env) == 24_576
+    plain = build_parts(Shape(model, "bf16", "fp32", True, 1, 1, False))[EMB]
+    assert "embed_dropout" not in [op.name for op in plain.forward]
 
 
 def test_model_flops_closed_form():
