@@ -38,6 +38,8 @@ MODELS = {
     "llama-mini": lambda: LLAMA_MINI,
     # a mixture of experts (8 experts, top-2), routed by the reference's own top-k
     "mixtral-mini": lambda: load_model(str(MIXTRAL_MINI)),
+    # an encoder's masked-LM pre-training step (the MLM head over every position)
+    "bert-base": lambda: load_model("bert-base-uncased"),
 }
 SHAPES = ((1, 128), (4, 128), (2, 512))  # (micro-batch, sequence)
 PHASES = ("forward", "backward", "optimizer", "step")

@@ -156,7 +156,7 @@ def explain(
     if phase == TRAIN:
         from perfest.explain_train import explain_training
 
-        if m.architecture != "decoder":  # as perfest train (perfest.train_cli)
+        if m.architecture == "encoder-decoder":  # as perfest train (check_trainable)
             raise SpecError(f"phase: training an {m.architecture} is not modelled yet (its "
                             "inference is: explain --phase encode)")  # fmt: skip
 

@@ -1,9 +1,11 @@
 """`perfest explain --phase train`: one micro-batch's forward and backward on one device, op by op.
 
 The workload's batch is the micro-batch b, its input length the sequence s (t = s_logits = s:
-every position attends to the ones before it and reaches the loss), its tp the tensor-parallel
-width. The ops are the training step's parts (perfest.training.step: the embedding, each kind of
-decoder layer, the head with the loss), forward then the backward derived from them
+every position attends to the ones before it — an encoder's to all s — and reaches the loss),
+its tp the tensor-parallel width. The ops are the training step's parts
+(perfest.training.step: the embedding, each kind of decoder layer or the encoder layer, the
+head with the loss: an encoder's masked-LM head over every position), forward then the
+backward derived from them
 (perfest.training.backward), timed by the same compiled plans `perfest train` sums. No
 recomputation; the collectives that run beside compute (a tensor-parallel backward's
 all-reduce under its weight-gradient products) are not rows here, and what makes a step more
@@ -67,7 +69,7 @@ def explain_training(
         if only in (None, row.op.name)
     )
     layers = tuple(
-        LayerTotal(key.name.replace("layer", "decoder"), n,
+        LayerTotal(key.name.replace("layer", _stack(m)), n,
                    *(sum(getattr(r, f) for r in rows if r.segment.startswith(key.name + "."))
                      / n for f in ("flops", "bytes", "time")))
         for key, n in counts.items() if key.is_layer
@@ -86,6 +88,11 @@ def explain_training(
         closed_forms=(rule,) if rule is not None else (),
     )
     return explanation, tuple(r.op for r in rows)
+
+
+def _stack(m: ModelConfig) -> str:
+    """What a layer part is called in the per-layer totals: "decoder" or "encoder"."""
+    return "encoder" if m.architecture == "encoder" else "decoder"
 
 
 def _ops(part):

@@ -16,7 +16,7 @@ from perfest.options import emit, fail, gpu_option, model_option, output_options
 from perfest.training.config import CONFIG_FIELDS, OPTIMIZERS, RECOMPUTE, TRAIN_DTYPES
 
 #: Library field names the messages may start with (→ the option the user typed).
-_FIELDS = {*CONFIG_FIELDS, "tokens"}
+_FIELDS = {*CONFIG_FIELDS, "tokens", "model"}
 
 
 def option_names(message: str) -> str:
@@ -59,6 +59,7 @@ def _int(name: str, help_text: str, **kw):
               help="Activation recomputation [none].")  # fmt: skip
 @click.option("--attention", type=click.Choice(["flash", "eager"]), default=None,
               help="Fused flash attention or eager [flash].")  # fmt: skip
+@_int("--mlm-positions", "Encoders: positions per sequence the masked-LM head scores [all].")
 @click.option("--grad-dtype", type=click.Choice(["fp32", "bf16", "fp16"]), default=None,
               help="Weight gradients' dtype [fp32 under mixed precision].")  # fmt: skip
 @click.option("--compute-efficiency", type=float, default=None,
@@ -86,10 +87,7 @@ def _train(model, gpu, gpus, weak, do_search, top, layers, tokens, as_json, as_c
     from perfest.catalog import load_model
     from perfest.sweeps import parse_axis
 
-    arch = load_model(model).architecture
-    if arch != "decoder":  # issue 10: MLM pre-training and T5 training are not modelled yet
-        raise PerfestError(f"--model: training an {arch} is not modelled yet (its inference is: "
-                           "perfest estimate)")  # fmt: skip
+    load_model(model)  # an unknown name: one line before the GPU counts are parsed
     counts = parse_axis(gpus, "--gpus")
     fields = {key: value for key, value in fields.items() if value is not None}
     if do_search:

@@ -121,3 +121,23 @@ def test_cli_markdown_and_json_of_an_encoder_decoder():
 def test_cli_bad_input_is_one_line(model, args, message):
     r = run("explain", "-m", model, "-g", "l4", *args)
     assert r.exit_code == 2 and r.output.count("\n") == 1 and message in r.output, r.output
+
+
+def test_an_encoders_training_micro_batch_by_hand():
+    # BERT-Base, b = 2, s = t = 128, one device, flash: N = 12·(4·768² + 2·768·3072) matmul
+    # weights of the layers + the MLM transform 768² + the tied decoder 30522·768
+    # = 84,934,656 + 589,824 + 23,440,896 = 108,965,376 (the pooler does not train);
+    # 6·2·128·N = 167,370,817,536; the bidirectional core's 7 products (2 forward, 5 backward),
+    # each 2·b·n_h·s·d·t·L = 2·2·12·128·64·128·12 = 603,979,776 → 4,227,858,432
+    (phase,) = explain("bert-base-uncased", "h100-sxm", batch=2, input_len=128,
+                       phase="train").phases  # fmt: skip
+    (rule,) = phase.closed_forms
+    assert rule.value == 167_370_817_536 + 4_227_858_432
+    assert rule.perfest == pytest.approx(rule.value, rel=1e-12)
+    assert [(t.segment, t.count) for t in phase.layers] == [("encoder", 12)]
+    assert "mlm_decoder.wgrad" in [o.name for o in phase.ops]
+
+
+def test_an_encoder_decoders_training_is_refused():
+    with pytest.raises(SpecError, match="phase: training an encoder-decoder is not modelled"):
+        explain("t5-base", "h100-sxm", phase="train")

@@ -109,6 +109,11 @@ def test_a_layout_that_does_not_fit_is_reported():
         (("--gpus", "8,16", "--search"), "--gpus: --search ranks the layouts of one GPU count"),
         (("--gpus", "8", "--tokens", "-1"), "--tokens: -1 must be positive"),
         (("--gpus", "8", "--ep", "8"), "--ep: llama-3-8b has no experts to divide"),
+        (("--gpus", "8", "-m", "t5-base"), "--model: training an encoder-decoder (t5-base) is"),
+        (
+            ("--gpus", "8", "-m", "bert-base-uncased", "--tp", "8"),
+            "--tp: 8 does not divide the 12 attention heads of bert-base-uncased",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message):
@@ -116,3 +121,17 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert r.exit_code == 2, r.output
     lines = [line for line in r.stderr.splitlines() if line]
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+
+
+def test_an_encoder_trains_masked_lm():
+    args = ("train", "-m", "bert-large-uncased", "-g", "a100-80gb-sxm", "--gpus", "8",
+            "--global-batch", "256", "--micro-batch", "32", "--seq-len", "128")  # fmt: skip
+    r = CliRunner().invoke(cli, [*args, "--tp", "2", "--sequence-parallel", "--layers"])
+    assert r.exit_code == 0, r.output
+    for text in ("335.2 M parameters", "MFU / HFU", "mlm_decoder", "mlm_transform.wgrad",
+                 "loss", "memory per device", "tensor parallel (backward)"):  # fmt: skip
+        assert text in r.output, text
+    data = json.loads(CliRunner().invoke(cli, [*args, "--json"]).stdout)
+    assert data["parameters"] == 335_174_458 and data["memory"]["fits"]
+    r = CliRunner().invoke(cli, [*args[:-4], "--seq-len", "128", "--search", "--top", "3"])
+    assert r.exit_code == 0 and "fastest" in r.output

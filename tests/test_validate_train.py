@@ -51,3 +51,19 @@ def test_validate_train_refuses_an_optimizer_torch_lacks(spec, tiny):
     r = CliRunner().invoke(cli, ["validate", "-m", tiny, "--gpu", spec, "--train",
                                  "--optimizer", "lion", "-i", "8"])  # fmt: skip
     assert r.exit_code == 2 and r.stderr.startswith("error: optimizer: torch.optim has no lion")
+
+
+def test_validate_train_times_an_encoder(spec, tmp_path):
+    path = tmp_path / "tiny-bert.yaml"
+    path.write_text("name: tiny-bert\narchitecture: encoder\nvocab_size: 128\nhidden_size: 32\n"
+                    "num_layers: 2\nnum_heads: 4\nintermediate_size: 64\nmlp: classic\n"
+                    "activation: gelu\nnorm: layernorm\nnorm_position: post\n"
+                    "position: learned\nembedding_norm: true\ntype_vocab_size: 2\nhead: pooler\n"
+                    "qkv_bias: true\nout_bias: true\nmlp_bias: true\nlm_head_bias: true\n"
+                    "tied_embeddings: true\nmax_position_embeddings: 64\n")  # fmt: skip
+    args = ["validate", "-m", str(path), "--gpu", spec, "--train", "-b", "2", "-i", "16",
+            "--repeats", "2", "--warmup", "1", "--json"]  # fmt: skip
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    phases = json.loads(r.stdout)["phases"]
+    assert all(p["predicted_s"] > 0 and p["measured_s"] > 0 for p in phases)

@@ -9,8 +9,10 @@ import perfest
 
 pytestmark = pytest.mark.torch
 
-#: the models a training step is modelled for (decoders; training an encoder is not yet)
-TRAINABLE = [n for n in perfest.list_models() if perfest.load_model(n).architecture == "decoder"]
+#: the models a training step is modelled for: decoders and encoders (masked-LM pre-training)
+TRAINABLE = [
+    n for n in perfest.list_models() if perfest.load_model(n).architecture != "encoder-decoder"
+]
 
 
 @pytest.mark.parametrize("attention", ["flash", "eager"])

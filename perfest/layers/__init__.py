@@ -11,8 +11,6 @@ residual   tensor-parallel all-reduce and residual add that end a sub-block
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from perfest.layers.attention import attention_ops
 from perfest.layers.context import Ctx
 from perfest.layers.mla import mla_ops
@@ -21,7 +19,8 @@ from perfest.layers.moe import moe_ops
 from perfest.layers.moe_training import moe_training_ops
 from perfest.layers.norm import norm_op
 from perfest.layers.residual import block_output_ops, region_entry
-from perfest.ops import Access, Op, Tensor
+from perfest.layers.residual import save_local as _save_local
+from perfest.ops import Op
 from perfest.symbols import b, s
 
 __all__ = ["Ctx", "decoder_block"]
@@ -76,18 +75,3 @@ def decoder_block(ctx: Ctx, moe: bool = False, window: bool = False) -> list[Op]
         *mlp_exit,
     ]
     return _save_local(_save_local(ops, attn_x, attn_in), mlp_x, mlp_in)
-
-
-def _save_local(ops: list[Op], gathered: Tensor, local: Tensor) -> list[Op]:
-    """With sequence parallelism a column-parallel product keeps its input's local rows, not
-    the gathered input (Megatron saves the shard and gathers it again for the weight
-    gradient); without it the two are the same tensor and nothing changes."""
-    if gathered is local:
-        return ops
-    keep = Access(local, local.elements)
-    return [
-        replace(op, saves=tuple(keep if a.tensor == gathered else a for a in op.saves))
-        if any(a.tensor == gathered for a in op.saves)
-        else op
-        for op in ops
-    ]

@@ -23,20 +23,21 @@ A decoder's self-attention writes its keys and values to the KV cache and attend
 BERT's embeddings (token, learned position and token-type rows summed, then normed):
     embed        gather b·s rows of each table; 2 adds per element of [b·s, h]
     embed_norm   LayerNorm over h (group embedding: it belongs to BERT's embedding module)
+    embed_dropout  training with dropout only: the normed rows dropped out (2 per element)
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from perfest.layers.attention import core_ops
+from perfest.layers.attention import attention_ops, core_ops, dropout_op
 from perfest.layers.context import TOKEN_ID_BYTES, Ctx
 from perfest.layers.cross_attention import cross_attention_ops
 from perfest.layers.embedding import embedding_ops
 from perfest.layers.mlp import mlp_ops
 from perfest.layers.norm import norm_op
 from perfest.layers.relative_bias import bias_add_op
-from perfest.layers.residual import block_output_ops
+from perfest.layers.residual import block_output_ops, region_entry, save_local
 from perfest.ops import (
     Axis,
     CollectiveKind,
@@ -49,7 +50,7 @@ from perfest.ops import (
     matmul,
     read,
 )
-from perfest.symbols import b, s, t
+from perfest.symbols import b, mul, s, t
 
 
 def self_attention_ops(ctx: Ctx, x: Tensor, y: Tensor, cache: bool, bias: Tensor | None) -> list:
@@ -105,20 +106,35 @@ def self_attention_ops(ctx: Ctx, x: Tensor, y: Tensor, cache: bool, bias: Tensor
 
 
 def encoder_block(ctx: Ctx, bias: Tensor | None = None) -> list[Op]:
-    """One encoder block, post-norm (BERT) or pre-norm (T5), on the residual stream x."""
+    """One encoder block, post-norm (BERT) or pre-norm (T5), on the residual stream x.
+
+    Training (ctx.training, post-norm): each sub-block is a tensor-parallel region entered
+    explicitly (perfest.layers.residual.region_entry: Megatron's f, or the all-gather of the
+    local rows with sequence parallelism), and the attention is a decoder's training attention
+    (perfest.layers.attention: no cache, K and V activations, flash's saves, the context ring),
+    whose full s×t scores are exactly an encoder's bidirectional work."""
     rows = (ctx.rows, ctx.h)
     x = ctx.act("x", *rows)
     attn_y, mlp_y = ctx.act("attn.y", b * s, ctx.h), ctx.act("mlp.y", b * s, ctx.h)
     if ctx.model.norm_position == "post":
         summed, x_mid, summed2 = (ctx.act(f"x.{n}", *rows) for n in ("attn_sum", "mid", "mlp_sum"))
-        return [
-            *self_attention_ops(ctx, x, attn_y, cache=False, bias=bias),
+        attn_entry, attn_x = region_entry("attn", ctx, x)
+        mlp_entry, mlp_x = region_entry("mlp", ctx, x_mid)
+        if ctx.training and bias is None:
+            attention = attention_ops(ctx, attn_x, attn_y)
+        else:
+            attention = self_attention_ops(ctx, attn_x, attn_y, cache=False, bias=bias)
+        ops = [
+            *attn_entry,
+            *attention,
             *block_output_ops("attn", ctx, x, (attn_y,), summed),
             norm_op("attn_norm", ctx, summed, x_mid),
-            *mlp_ops(ctx, x_mid, mlp_y),
+            *mlp_entry,
+            *mlp_ops(ctx, mlp_x, mlp_y),
             *block_output_ops("mlp", ctx, x_mid, (mlp_y,), summed2),
             norm_op("mlp_norm", ctx, summed2, x),
         ]
+        return save_local(save_local(ops, attn_x, x), mlp_x, x_mid)
     attn_in, x_mid, mlp_in = (ctx.act(n, *rows) for n in ("attn.in", "x.mid", "mlp.in"))
     return [
         norm_op("attn_norm", ctx, x, attn_in),
@@ -168,12 +184,21 @@ def encoder_embedding_ops(ctx: Ctx, tokens: Tensor, x: Tensor) -> list[Op]:
         reads.append(read(ctx.param("embed.token_types", m.type_vocab_size, ctx.h), n))
         reads.append(read(ctx.table("embed.type_ids", b, s, itemsize=TOKEN_ID_BYTES)))
         adds += 1
-    summed = ctx.act("embed.sum", b * s, ctx.h) if m.embedding_norm else x
-    ops = [elementwise("embed", Group.EMBEDDING, n, adds, tuple(reads), (read(summed, n),),
+    summed = ctx.act("embed.sum", ctx.rows, ctx.h) if m.embedding_norm else x
+    sequence_split = ctx.sequence_parallel and ctx.shard.split  # training only
+    out = ctx.act("embed.out", b * s, ctx.h) if sequence_split else summed
+    ops = [elementwise("embed", Group.EMBEDDING, n, adds, tuple(reads), (read(out, n),),
                        fn=Fn.GATHER)]  # fmt: skip
-    if ctx.shard.split:  # each device looked up its vocabulary range: sum the partial rows
+    if sequence_split:  # sum the partial rows and keep this device's b·s/tp of them
+        ops.append(collective("embed_reducescatter", CollectiveKind.REDUCE_SCATTER, Axis.TP,
+                              ctx.shard.tp, out))  # fmt: skip
+    elif ctx.shard.split:  # each device looked up its vocabulary range: sum the partial rows
         ops.append(collective("embed_allreduce", CollectiveKind.ALL_REDUCE, Axis.TP,
                               ctx.shard.tp, summed))  # fmt: skip
     if m.embedding_norm:
-        ops.append(replace(norm_op("embed_norm", ctx, summed, x), group=Group.EMBEDDING))
+        normed = ctx.act("embed.normed", ctx.rows, ctx.h) if ctx.dropout else x
+        ops.append(replace(norm_op("embed_norm", ctx, summed, normed), group=Group.EMBEDDING))
+        if ctx.dropout:  # training with dropout: BERT drops out the normed embeddings too
+            ops.append(dropout_op("embed_dropout", Group.EMBEDDING, ctx, normed, x,
+                                  mul(ctx.rows, ctx.h)))  # fmt: skip
     return ops

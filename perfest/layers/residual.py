@@ -21,6 +21,8 @@ residual adds on 1/tp of the rows. With dropout, each branch is dropped out befo
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from perfest.layers.attention import dropout_op
 from perfest.layers.context import Ctx, Fusion
 from perfest.ops import (
@@ -82,3 +84,18 @@ def block_output_ops(
     ops.append(elementwise(f"{prefix}_residual", Group.RESIDUAL, n, len(branches), tuple(reads),
                            tuple(writes), kernels=kernels, fn=Fn.RESIDUAL))  # fmt: skip
     return ops
+
+
+def save_local(ops: list[Op], gathered: Tensor, local: Tensor) -> list[Op]:
+    """With sequence parallelism a column-parallel product keeps its input's local rows, not
+    the gathered input (Megatron saves the shard and gathers it again for the weight
+    gradient); without it the two are the same tensor and nothing changes."""
+    if gathered is local:
+        return ops
+    keep = Access(local, local.elements)
+    return [
+        replace(op, saves=tuple(keep if a.tensor == gathered else a for a in op.saves))
+        if any(a.tensor == gathered for a in op.saves)
+        else op
+        for op in ops
+    ]

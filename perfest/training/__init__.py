@@ -1,7 +1,8 @@
 """Training: forward, backward and optimizer on one device or thousands.
 
 config     TrainConfig (the validated input) and its resolution into a StepLayout
-step       the step's parts (embedding, layer, head + loss) and phases, as data
+step       the step's parts (embedding, layer, head + loss) and phases, as data; a decoder's
+           or an encoder's (masked-LM pre-training)
 backward   backward ops derived from forward ops
 compiled   parts compiled into plans (perfest.plan) and timed at a micro-batch
 optimizer  optimizer states and the update, norm and zeroing kernels

@@ -8,7 +8,8 @@ so the search tries many micro-batch sizes, pipeline depths, ZeRO stages and sch
 compilation (perfest.training.search).
 
 The point a training pass is evaluated at: b = micro-batch, s = S/cp queries per device (its
-share of the sequence), t = S keys, s_logits = s (the loss covers every position).
+share of the sequence), t = S keys, s_logits = s (the loss covers every position; an encoder's
+masked-LM head p/cp of them with TrainConfig.mlm_positions = p).
 """
 
 from __future__ import annotations

@@ -65,6 +65,10 @@ class TrainConfig(BaseModel):
     attention: Literal["flash", "eager"] = "flash"
     grad_dtype: Literal["fp32", "bf16", "fp16"] | None = None
     dropout: bool = False
+    # An encoder's masked-LM head: the positions per sequence it scores — None: all of them
+    # (Hugging Face's BertForMaskedLM); or the masked ones, gathered first (NVIDIA's and
+    # Megatron-LM's BERT: max_predictions_per_seq, 20 at length 128 and 80 at 512).
+    mlm_positions: int | None = Field(default=None, gt=0)
     compute_efficiency: float | None = Field(default=None, gt=0, le=1)
     memory_efficiency: float | None = Field(default=None, gt=0, le=1)
 
@@ -131,6 +135,7 @@ def resolve(model: ModelConfig, hw: HardwareSpec, c: TrainConfig) -> StepLayout:
     hw.peak_flops(c.dtype)  # a device without the dtype: UnsupportedError
     if c.dtype == "fp8":
         hw.peak_flops("bf16")
+    check_trainable(model, c)
     check_model_split(model, c.tp, c.pp, c.cp, c.interleave, c.seq_len)
     model_parallel = c.tp * c.pp * c.cp
     if c.dp is None:
@@ -166,6 +171,27 @@ def resolve(model: ModelConfig, hw: HardwareSpec, c: TrainConfig) -> StepLayout:
     etp = check_experts(model, c, dp)
     return StepLayout(c.tp, c.pp, c.cp, dp, c.micro_batch, m, c.interleave, sp, c.zero, c.recompute,
                       c.ep, etp)  # fmt: skip
+
+
+def check_trainable(model: ModelConfig, c: TrainConfig) -> None:
+    """Decoders (causal LM) and encoders (masked-LM pre-training) train; an encoder-decoder's
+    step (T5's span corruption) is not modelled yet. Masked positions are an encoder's."""
+    if model.architecture == "encoder-decoder":
+        raise UnsupportedError(
+            f"model: training an encoder-decoder ({model.name}) is not modelled yet (its "
+            "inference is: perfest estimate)"
+        )
+    if c.mlm_positions is None:
+        return
+    if model.architecture != "encoder":
+        raise SpecError(
+            f"mlm_positions: {model.name} is a decoder; its LM head scores every position"
+        )
+    if c.mlm_positions > c.seq_len:
+        raise SpecError(
+            f"mlm_positions: {c.mlm_positions} masked positions exceed the sequence length "
+            f"{c.seq_len}"
+        )
 
 
 def check_experts(model: ModelConfig, c: TrainConfig, dp: int) -> int:

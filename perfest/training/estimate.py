@@ -109,26 +109,29 @@ def scaling(
 def run(m: ModelConfig, hw: HardwareSpec, c: TrainConfig, lay: StepLayout,
         tokens: float | None = None) -> TrainingEstimate:  # fmt: skip
     comp = compile_step(m, hw, c, lay.tp, lay.cp, lay.sequence_parallel, lay.ep, lay.etp)
-    mb = micro_batch(comp, lay.micro_batch, c.seq_len, lay.cp)
+    mb = micro_batch(comp, lay.micro_batch, c.seq_len, lay.cp, c.mlm_positions)
     n = step(comp, mb, lay, step_links(hw, lay.tp, lay.cp, lay.dp, lay.pp, lay.ep, lay.etp))
     return report(m, hw, c, lay, comp, mb, n, tokens)
 
 
 @lru_cache(maxsize=512)
-def forward_flops_per_sequence(model: ModelConfig, seq: int) -> float:
+def forward_flops_per_sequence(model: ModelConfig, seq: int, scored: int | None = None) -> float:
     """Matrix-product FLOPs of one sequence's forward pass through the whole model (one
     device, dense attention — windowed layers over their window —, the LM head over every
-    position, each token through its k experts)."""
+    position or the `scored` ones (an encoder's masked positions), each token through its k
+    experts)."""
     parts = build_parts(Shape(model, "bf16", "fp32", True, 1, 1, False))
-    env = {"b": 1, "s": seq, "t": seq, "s_logits": seq}
+    env = {"b": 1, "s": seq, "t": seq, "s_logits": seq if scored is None else scored}
     keys = layer_keys(model)
     return sum((keys.count(kind) if kind.is_layer else 1) * op.gemm.flops.value(env)
                for kind, part in parts.items() for op in part.forward
                if op.gemm is not None)  # fmt: skip
 
 
-def model_flops_per_step(model: ModelConfig, global_batch: int, seq: int) -> float:
-    return 3.0 * global_batch * forward_flops_per_sequence(model, seq)
+def model_flops_per_step(
+    model: ModelConfig, global_batch: int, seq: int, scored: int | None = None
+) -> float:
+    return 3.0 * global_batch * forward_flops_per_sequence(model, seq, scored)
 
 
 def hardware_flops_per_step(n: StepNumbers, mb: MicroBatch, lay: StepLayout) -> float:
@@ -150,7 +153,7 @@ def report(m: ModelConfig, hw: HardwareSpec, c: TrainConfig, lay: StepLayout, co
     tokens_per_step = c.global_batch * c.seq_len
     per_s = tokens_per_step / n.step_s
     peak = hw.peak_flops(c.dtype)
-    model_flops = model_flops_per_step(m, c.global_batch, c.seq_len)
+    model_flops = model_flops_per_step(m, c.global_batch, c.seq_len, c.mlm_positions)
     hw_flops = hardware_flops_per_step(n, mb, lay)
     r = training_rates(hw, c.dtype, c.compute_efficiency, c.memory_efficiency)
     phases = _phases(comp, mb, n, lay, c, r)
@@ -190,9 +193,10 @@ def report(m: ModelConfig, hw: HardwareSpec, c: TrainConfig, lay: StepLayout, co
 
 
 def _parameters(m: ModelConfig) -> int:
-    from perfest.parameters import count_parameters
+    """What the step trains (perfest.training.evaluate.trained_parameters)."""
+    from perfest.training.evaluate import trained_parameters
 
-    return count_parameters(m)
+    return trained_parameters(m)
 
 
 def _on_critical(n: StepNumbers, mb: MicroBatch, lay: StepLayout):

@@ -92,6 +92,15 @@ def _parameters(shape: Shape) -> tuple[dict[PartKey, int], dict[PartKey, int], i
     return params, experts, shared
 
 
+def trained_parameters(model: ModelConfig) -> int:
+    """The parameters a step trains, read off its parts at tp 1 (a tied table once): a
+    decoder's count_parameters; an encoder's with the masked-LM head and without the pooler
+    (Hugging Face's BertForMaskedLM, RobertaForMaskedLM)."""
+    params, _, shared = _parameters(Shape(model, "bf16", "fp32", True, 1, 1, False))
+    keys = layer_keys(model)
+    return sum(n * (keys.count(k) if k.is_layer else 1) for k, n in params.items()) - shared
+
+
 class MicroBatch(NamedTuple):
     """Every part at one micro-batch size: times, and what it saves under each recompute."""
 
@@ -100,9 +109,12 @@ class MicroBatch(NamedTuple):
     memory: dict[str, dict[PartKey, PartMemory]]
 
 
-def micro_batch(c: Compiled, b: int, seq: int, cp: int) -> MicroBatch:
+def micro_batch(c: Compiled, b: int, seq: int, cp: int, scored: int | None = None) -> MicroBatch:
+    """Every part at micro-batch `b`: this device's s = seq/cp queries over t = seq keys, the
+    loss over s_logits = s positions, or `scored` per sequence (an encoder's masked positions,
+    TrainConfig.mlm_positions) shared by the cp devices."""
     s_local = seq // cp
-    point = Point(b, s_local, seq, s_local)
+    point = Point(b, s_local, seq, s_local if scored is None else scored / cp)
     env = point._asdict()
     times = {kind: evaluate_part(part, point) for kind, part in c.parts.items()}
     parts = {kind: part.part for kind, part in c.parts.items()}

@@ -33,6 +33,7 @@ from perfest.training.config import (
     StepLayout,
     TrainConfig,
     check_network,
+    check_trainable,
     make_config,
 )
 from perfest.training.estimate import model_flops_per_step
@@ -127,6 +128,7 @@ def search(
     m, hw = load_model(model), load_hardware(hardware)
     c = make_config(config, **fields)
     hw.peak_flops(c.dtype)
+    check_trainable(m, c)
     check_network(hw, c.gpus)
     start = time.perf_counter()
     found: list[Candidate] = []
@@ -168,7 +170,7 @@ def _layouts(m: ModelConfig, hw: HardwareSpec, c: TrainConfig, comp, degrees: tu
     tp, cp, ep, etp = degrees
     capacity = hw.memory_bytes
     peak = hw.peak_flops(c.dtype)
-    flops = model_flops_per_step(m, c.global_batch, c.seq_len)
+    flops = model_flops_per_step(m, c.global_batch, c.seq_len, c.mlm_positions)
     tokens = c.global_batch * c.seq_len
     out = []
     rest = c.gpus // (tp * cp)
@@ -180,7 +182,7 @@ def _layouts(m: ModelConfig, hw: HardwareSpec, c: TrainConfig, comp, degrees: tu
         edp = tp * cp * dp // (ep * etp)  # ranks sharing the experts (for a dense model: none)
         shards = dp * cp > 1 or (m.moe and edp > 1)  # ZeRO has something to divide
         for b in divisors(c.global_batch // dp):
-            mb = micro_batch(comp, b, c.seq_len, cp)
+            mb = micro_batch(comp, b, c.seq_len, cp, c.mlm_positions)
             n_micro = c.global_batch // (dp * b)
             vs = [1] + [v for v in divisors(m.L // pp)[1:] if pp > 1 and n_micro % pp == 0]
             for v in vs:

@@ -10,6 +10,13 @@ its parts — the segments of perfest.graph, built by the same layer builders as
                 attention: ModelConfig.layer_kinds)                   layers on the stage
     head        final norm, LM head, cross-entropy loss             last stage
 
+An encoder (BERT, RoBERTa: masked-LM pre-training) has the same three parts: BERT's embedding
+(token + learned position + token-type rows, LayerNorm), its post-norm encoder block, and the
+masked-LM head (transform, tied decoder) with the same loss — the head over s_logits positions
+per sequence, every one by default (Hugging Face's BertForMaskedLM) or only the masked ones
+(TrainConfig.mlm_positions). No pooler or next-sentence head. An encoder-decoder does not
+train yet (perfest.training.config.check_trainable).
+
 Each part has its forward ops, its backward derived from them (perfest.training.backward), its
 attention core (the span selective recompute reruns), and what it keeps for backward
 (`Op.saves`; perfest.training.memory sums them).
@@ -42,6 +49,8 @@ from perfest.layers import decoder_block
 from perfest.layers.attention import SOFTMAX_FLOPS_PER_ELEMENT
 from perfest.layers.context import TOKEN_ID_BYTES, Ctx, Dtypes
 from perfest.layers.embedding import embedding_ops, head_ops, token_table
+from perfest.layers.encoder import encoder_block, encoder_embedding_ops
+from perfest.layers.heads import mlm_ops
 from perfest.ops import (
     Access,
     Axis,
@@ -161,11 +170,14 @@ def build_parts(shape: Shape) -> dict[PartKey, Part]:
     grads = Grads((shape.grad, DTYPE_BYTES[shape.grad]), accumulate=True)
     tokens = token_table(ctx)
     x = ctx.act("x", ctx.rows, ctx.h)  # the residual stream between parts
-    head = head_ops(ctx, tokens, x)
+    encoder = shape.model.architecture == "encoder"
+    head = mlm_ops(ctx, x, tokens) if encoder else head_ops(ctx, tokens, x)
     logits = head[-1].writes[0].tensor  # the LM head's output (vocabulary-parallel)
-    forwards = {EMB: (embedding_ops(ctx, tokens, x), None)}
+    embed = encoder_embedding_ops if encoder else embedding_ops
+    forwards = {EMB: (embed(ctx, tokens, x), None)}
     for key in dict.fromkeys(layer_keys(shape.model)):
-        forwards[key] = (decoder_block(ctx, key.moe, key.window), x)
+        block = encoder_block(ctx) if encoder else decoder_block(ctx, key.moe, key.window)
+        forwards[key] = (block, x)
     forwards[HEAD] = ([*head, *loss_ops(ctx, logits)], None)
     return {key: _part(key, ops, keep, ctx, grads, shape.fp8)
             for key, (ops, keep) in forwards.items()}  # fmt: skip

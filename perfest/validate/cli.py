@@ -70,7 +70,7 @@ def validate(
         from perfest.catalog import load_model
 
         arch = load_model(model).architecture
-        if arch != "decoder":
+        if arch == "encoder-decoder":
             raise PerfestError(f"--train: training an {arch} is not modelled yet")
         return _validate_training(model, gpu, device, repeats, warmup, optimizer, as_json,
                                   as_csv, pick_workload(kwargs))  # fmt: skip

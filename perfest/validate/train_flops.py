@@ -87,7 +87,16 @@ LATENT_ROWS: tuple[tuple[str, object, tuple[str, ...]], ...] = (
 )
 
 
+#: An encoder's masked-LM head (transform and decoder) against the reference's head module.
+ENCODER_ROWS: tuple[tuple[str, object, tuple[str, ...]], ...] = (
+    *ROWS[:-1],
+    ("lm_head", ROWS[-1][1], ("head",)),
+)
+
+
 def rows_of(model: ModelConfig) -> tuple:
+    if model.architecture == "encoder":
+        return ENCODER_ROWS
     if model.parallel_block:
         return PARALLEL_ROWS
     return LATENT_ROWS if model.mla else ROWS
@@ -124,12 +133,13 @@ def torch_train_flops(net, b: int, s: int) -> tuple[dict, dict, int, int]:
     """FlopCounterMode by row for (forward only, the whole step) and both totals."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    device = net.lm_head.weight.device
+    device = next(net.parameters()).device
     ids = torch.zeros(b, s, dtype=torch.long, device=device)
+    encoder = net.config.architecture == "encoder"
 
     def count(step: bool) -> tuple[dict, int]:
         with FlopCounterMode(display=False) as counter:
-            logits = net(ids, None, logits="all")
+            logits = net(ids) if encoder else net(ids, None, logits="all")
             if step:
                 loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids.flatten())
                 loss.backward()
@@ -146,9 +156,36 @@ def torch_train_flops(net, b: int, s: int) -> tuple[dict, dict, int, int]:
     return forward, whole, forward_total, whole_total
 
 
+class FusedEncoderCore(torch.nn.Module):
+    """Bidirectional attention through the fused SDPA op (no mask: every query scores all s
+    keys), an encoder reference's core (perfest.validate.reference_encoder.Core)."""
+
+    def forward(self, q, k, v, bias=None, causal=False):
+        out, *_ = torch.ops.aten._scaled_dot_product_efficient_attention(
+            q, k, v, None, True, is_causal=False
+        )
+        return out
+
+
+def encoder_training_reference(model: ModelConfig, layers: int = 2, attention: str = "flash"):
+    """The reference encoder with its masked-LM head (no pooler), as MLM pre-training runs it
+    (Hugging Face's BertForMaskedLM): meta device, gradients on, flash through the fused op."""
+    from perfest.validate.reference_encoder import build_encoder_reference
+
+    net = build_encoder_reference(model, "fp32", "meta", layers, attention, head="mlm")
+    net.train().requires_grad_(True)
+    if attention == "flash":
+        for block in net.blocks:
+            block.attn.core = FusedEncoderCore()
+    return net
+
+
 def training_reference(model: ModelConfig, layers: int = 2, attention: str = "flash"):
     """The reference decoder (meta device) ready for a training step: gradients on, and with
-    flash attention the fused SDPA op, which FlopCounterMode counts by its own formula."""
+    flash attention the fused SDPA op, which FlopCounterMode counts by its own formula; an
+    encoder's with its masked-LM head (`encoder_training_reference`)."""
+    if model.architecture == "encoder":
+        return encoder_training_reference(model, layers, attention)
     net = build_reference(model, "fp32", "meta", layers=layers, attention=attention)
     net.set_mla_form("naive")  # as training runs latent attention
     net.train().requires_grad_(True)

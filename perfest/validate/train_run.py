@@ -2,7 +2,8 @@
 
 One device, one micro-batch (b sequences of s tokens), in the reference's dtype:
 
-    forward     logits over every position and the cross-entropy loss
+    forward     logits over every position and the cross-entropy loss (an encoder: its
+                masked-LM head over every position, as perfest trains it)
     backward    loss.backward()
     optimizer   gradient-norm clipping (torch.nn.utils.clip_grad_norm_), the update
                 (torch.optim's fused implementation where the device has one: one kernel, as
@@ -86,11 +87,12 @@ def measure_step(net, b: int, s: int, optimizer: str, device: str, repeats: int,
     params = [p for p in net.parameters() if p.requires_grad]
     opt = _optimizer(torch, params, optimizer, device)
     ids = torch.randint(0, net.config.V, (b, s), device=device)
+    encoder = net.config.architecture == "encoder"
     samples: dict[str, list[float]] = {phase: [] for phase in PHASES}
     for step in range(warmup + repeats):
         synchronize(device)
         t0 = time.perf_counter()
-        logits = net(ids, None, logits="all")
+        logits = net(ids) if encoder else net(ids, None, logits="all")
         loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids.flatten())
         synchronize(device)
         t1 = time.perf_counter()
@@ -125,7 +127,6 @@ def validate_training(
     """Time a training step of the reference of `model` on `device` and compare each phase
     with perfest's prediction on `hardware` (default: the device's calibrated spec)."""
     torch = require_torch()
-    from perfest.validate.reference import build_reference
 
     say = progress or (lambda _msg: None)
     m = load_model(model)
@@ -136,7 +137,7 @@ def validate_training(
                             seq_len=seq_len, dtype=dtype, optimizer=optimizer,
                             attention=attention)  # fmt: skip
     say(f"building the reference ({dtype}, {device})")
-    net = build_reference(m, dtype, device, attention=attention).train().requires_grad_(True)
+    net = _reference(m, dtype, device, attention).train().requires_grad_(True)
     say("training steps")
     measured = measure_step(net, batch, seq_len, optimizer, device, repeats, warmup)
     predicted = {p.phase: p.time_s for p in est.phases}
@@ -147,3 +148,14 @@ def validate_training(
     )
     return TrainValidation(m.name, hw.name, device, torch.__version__, batch, seq_len, dtype,
                            optimizer, attention, checks)  # fmt: skip
+
+
+def _reference(m: ModelConfig, dtype: str, device: str, attention: str):
+    """The decoder reference, or an encoder's with its masked-LM head (no pooler)."""
+    if m.architecture == "encoder":
+        from perfest.validate.reference_encoder import build_encoder_reference
+
+        return build_encoder_reference(m, dtype, device, attention=attention, head="mlm")
+    from perfest.validate.reference import build_reference
+
+    return build_reference(m, dtype, device, attention=attention)

@@ -11,8 +11,10 @@ from perfest.training.step import EMB, HEAD, LAYER, Shape, build_parts, training
 
 P = {"b": 2, "s": 3, "t": 3, "s_logits": 3}  # b·s = 6 rows
 
-#: the models a training step is modelled for (decoders; training an encoder is not yet)
-TRAINABLE = [n for n in perfest.list_models() if perfest.load_model(n).architecture == "decoder"]
+#: the models a training step is modelled for: decoders and encoders (not encoder-decoders)
+TRAINABLE = [
+    n for n in perfest.list_models() if perfest.load_model(n).architecture != "encoder-decoder"
+]
 
 
 def parts(model, tp=1, cp=1, sp=False, flash=True):

@@ -10,7 +10,7 @@ import perfest
 from perfest.errors import PerfestError
 
 MODELS = ["gpt2", "llama-2-7b", "llama-3-8b", "mistral-7b", "gpt-j-6b", "mixtral-8x7b",
-          "qwen3-30b-a3b", "deepseek-v2-lite", "gpt-oss-20b"]  # fmt: skip
+          "qwen3-30b-a3b", "deepseek-v2-lite", "gpt-oss-20b", "bert-large-uncased"]  # fmt: skip
 MOE = {name for name in MODELS if perfest.load_model(name).moe}
 
 
