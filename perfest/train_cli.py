@@ -86,8 +86,10 @@ def train(model, gpu, gpus, weak, do_search, top, layers, tokens, as_json, as_cs
 def _train(model, gpu, gpus, weak, do_search, top, layers, tokens, as_json, as_csv, fields):
     from perfest.catalog import load_model
     from perfest.sweeps import parse_axis
+    from perfest.training.config import check_architecture
 
-    load_model(model)  # an unknown name: one line before the GPU counts are parsed
+    # an unknown name, or a model that does not train: one line before the options are read
+    check_architecture(load_model(model))
     counts = parse_axis(gpus, "--gpus")
     fields = {key: value for key, value in fields.items() if value is not None}
     if do_search:

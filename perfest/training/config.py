@@ -176,11 +176,7 @@ def resolve(model: ModelConfig, hw: HardwareSpec, c: TrainConfig) -> StepLayout:
 def check_trainable(model: ModelConfig, c: TrainConfig) -> None:
     """Decoders (causal LM) and encoders (masked-LM pre-training) train; an encoder-decoder's
     step (T5's span corruption) is not modelled yet. Masked positions are an encoder's."""
-    if model.architecture == "encoder-decoder":
-        raise UnsupportedError(
-            f"model: training an encoder-decoder ({model.name}) is not modelled yet (its "
-            "inference is: perfest estimate)"
-        )
+    check_architecture(model)
     if c.mlm_positions is None:
         return
     if model.architecture != "encoder":
@@ -191,6 +187,15 @@ def check_trainable(model: ModelConfig, c: TrainConfig) -> None:
         raise SpecError(
             f"mlm_positions: {c.mlm_positions} masked positions exceed the sequence length "
             f"{c.seq_len}"
+        )
+
+
+def check_architecture(model: ModelConfig) -> None:
+    """UnsupportedError for a model whose training step is not modelled (an encoder-decoder)."""
+    if model.architecture == "encoder-decoder":
+        raise UnsupportedError(
+            f"model: training an encoder-decoder ({model.name}) is not modelled yet (its "
+            "inference is: perfest estimate)"
         )
 
 
