@@ -74,24 +74,11 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor, window: bool = False) -> list[
     """x [b·s, h] (normed) → y [b·s, h], this pass's keys and values appended to the cache.
     `window`: the layer attends within the model's sliding window (context t_w)."""
     m = ctx.model
-    h, d, n_h, n_kv = ctx.h, ctx.d, ctx.n_h, ctx.n_kv
+    d, n_h, n_kv = ctx.d, ctx.n_h, ctx.n_kv
     context = window_context(m.sliding_window) if window else t
     width = (n_h + 2 * n_kv) * d
     qkv = ctx.act("qkv", b * s, width)
-    ops = [
-        # [b·s, h] @ [h, (n_h + 2·n_kv)·d] → q, k, v
-        matmul(
-            "qkv_proj",
-            Group.ATTENTION,
-            x,
-            ctx.weight("attn.w_qkv", h, width),
-            qkv,
-            m=b * s,
-            k=h,
-            n=width,
-            bias=ctx.bias("attn.b_qkv", width) if m.qkv_bias else None,
-        ),
-    ]
+    ops = [qkv_proj_op(ctx, x, qkv)]
     if m.qk_norm:  # RMSNorm over each head's q and k: γ_q, γ_k of d each
         normed = b * s * (n_h + n_kv) * d
         gammas = (read(ctx.param("attn.q_norm.γ", d)), read(ctx.param("attn.k_norm.γ", d)))
@@ -134,21 +121,26 @@ def attention_ops(ctx: Ctx, x: Tensor, y: Tensor, window: bool = False) -> list[
             ops.append(repeat)
             kv_heads = n_h
         ops += core_ops(ctx, (qkv, kv, kv, out), (d, d), kv_heads, context, sinks)
-    # [b·s, n_h·d] @ [n_h·d, h]
-    ops.append(
-        matmul(
-            "out_proj",
-            Group.ATTENTION,
-            out,
-            ctx.weight("attn.w_out", n_h * d, h),
-            y,
-            m=b * s,
-            k=n_h * d,
-            n=h,
-            bias=ctx.bias("attn.b_out", h) if m.out_bias else None,  # replicated
-        )
-    )
+    ops.append(out_proj_op(ctx, out, y))
     return ops
+
+
+def qkv_proj_op(ctx: Ctx, x: Tensor, qkv: Tensor) -> Op:
+    """[b·s, h] @ [h, (n_h + 2·n_kv)·d] → q, k, v (with the model's bias)."""
+    width = (ctx.n_h + 2 * ctx.n_kv) * ctx.d
+    bias = ctx.bias("attn.b_qkv", width) if ctx.model.qkv_bias else None
+    return matmul("qkv_proj", Group.ATTENTION, x, ctx.weight("attn.w_qkv", ctx.h, width), qkv,
+                  m=b * s, k=ctx.h, n=width, bias=bias)  # fmt: skip
+
+
+def out_proj_op(ctx: Ctx, out: Tensor, y: Tensor, prefix: str = "") -> Op:
+    """[b·s, n_h·d] @ [n_h·d, h] (with the model's bias, replicated: row-parallel). `prefix`:
+    "cross_" for an encoder-decoder's cross-attention (its own weights, cross.w_out)."""
+    scope = "cross." if prefix else "attn."
+    width = ctx.n_h * ctx.d
+    bias = ctx.bias(f"{scope}b_out", ctx.h) if ctx.model.out_bias else None
+    return matmul(f"{prefix}out_proj", Group.ATTENTION, out, ctx.weight(f"{scope}w_out", width,
+                  ctx.h), y, m=b * s, k=width, n=ctx.h, bias=bias)  # fmt: skip
 
 
 #: Eager PyTorch's RoPE per rotated tensor (perfest.validate.reference.Rope): negate half,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from perfest.layers.attention import core_ops
+from perfest.layers.attention import core_ops, out_proj_op
 from perfest.layers.context import Ctx
 from perfest.ops import Group, Op, Tensor, matmul
 from perfest.symbols import b, s, s_enc
@@ -72,18 +72,5 @@ def cross_attention_ops(ctx: Ctx, x: Tensor, y: Tensor, project: bool) -> list[O
     core = core_ops(replace(ctx, scope=ctx.scope + "cross."), (q, cache, cache, out), (d, d),
                     n_kv, context=s_enc)  # fmt: skip
     ops += [replace(op, name=op.name.replace("attn_", "cross_", 1)) for op in core]
-    ops.append(
-        # [b·s, n_h·d] @ [n_h·d, h]
-        matmul(
-            "cross_out_proj",
-            Group.ATTENTION,
-            out,
-            ctx.weight("cross.w_out", n_h * d, h),
-            y,
-            m=b * s,
-            k=n_h * d,
-            n=h,
-            bias=ctx.bias("cross.b_out", h) if m.out_bias else None,
-        )  # fmt: skip
-    )
+    ops.append(out_proj_op(ctx, out, y, prefix="cross_"))
     return ops

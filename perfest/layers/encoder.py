@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from perfest.layers.attention import attention_ops, core_ops, dropout_op
+from perfest.layers.attention import attention_ops, core_ops, dropout_op, out_proj_op, qkv_proj_op
 from perfest.layers.context import TOKEN_ID_BYTES, Ctx
 from perfest.layers.cross_attention import cross_attention_ops
 from perfest.layers.embedding import embedding_ops
@@ -47,7 +47,6 @@ from perfest.ops import (
     Tensor,
     collective,
     elementwise,
-    matmul,
     read,
 )
 from perfest.symbols import b, mul, s, t
@@ -57,24 +56,10 @@ def self_attention_ops(ctx: Ctx, x: Tensor, y: Tensor, cache: bool, bias: Tensor
     """x [b·s, h] → y [b·s, h]. `cache`: keys and values go to the KV cache and the queries
     attend over its t (a decoder); without, over this pass's own t = s (an encoder).
     `bias`: T5's relative position bias [n_h, s, t], added to the scores."""
-    m = ctx.model
-    h, d, n_h, n_kv = ctx.h, ctx.d, ctx.n_h, ctx.n_kv
+    d, n_h, n_kv = ctx.d, ctx.n_h, ctx.n_kv
     width = (n_h + 2 * n_kv) * d
     qkv = ctx.act("qkv", b * s, width)
-    ops = [
-        # [b·s, h] @ [h, (n_h + 2·n_kv)·d] → q, k, v
-        matmul(
-            "qkv_proj",
-            Group.ATTENTION,
-            x,
-            ctx.weight("attn.w_qkv", h, width),
-            qkv,
-            m=b * s,
-            k=h,
-            n=width,
-            bias=ctx.bias("attn.b_qkv", width) if m.qkv_bias else None,
-        ),  # fmt: skip
-    ]
+    ops = [qkv_proj_op(ctx, x, qkv)]
     if cache:
         keys = values = ctx.kv_cache("attn.kv_cache", b, t, 2 * n_kv * d)
         kv_new = b * s * 2 * n_kv * d  # this pass's k and v, appended to the cache
@@ -88,20 +73,7 @@ def self_attention_ops(ctx: Ctx, x: Tensor, y: Tensor, cache: bool, bias: Tensor
     if bias is not None:  # after the scores (core's first op), before the softmax
         core.insert(1, bias_add_op(ctx, bias, core[0].gemm.c))
     ops += core
-    ops.append(
-        # [b·s, n_h·d] @ [n_h·d, h]
-        matmul(
-            "out_proj",
-            Group.ATTENTION,
-            out,
-            ctx.weight("attn.w_out", n_h * d, h),
-            y,
-            m=b * s,
-            k=n_h * d,
-            n=h,
-            bias=ctx.bias("attn.b_out", h) if m.out_bias else None,
-        )  # fmt: skip
-    )
+    ops.append(out_proj_op(ctx, out, y))
     return ops
 
 
