@@ -35,20 +35,19 @@ from perfest.inference import (
     Inference,
     PhaseSpec,
     Shape,
+    assemble,
     layout_notes,
     memory_note,
 )
 from perfest.memory import activation_coefficients
 from perfest.plan import Plan, Point, Totals
 from perfest.results import (
-    SCHEMA_VERSION,
     EncodingEstimate,
     Estimate,
     GenerationEstimate,
     MemoryEstimate,
     Note,
     NoteKind,
-    PhaseEstimate,
 )
 from perfest.specs import HardwareSpec, ModelConfig, Workload
 
@@ -209,28 +208,10 @@ def check_workload(model: ModelConfig, w: Workload) -> None:
 def run(plan: Plan, model: ModelConfig, hw: HardwareSpec, w: Workload) -> Estimate:
     """Evaluate an encoder's or an encoder-decoder's phases of `w` on a compiled plan."""
     check_workload(model, w)
-    points, totals, memory, gen = infer(plan, hw, w)
-    specs = phases_of(model)
-    phases = tuple(
-        PhaseEstimate(spec.name, point, total, plan.for_phase(spec.name))
-        for spec, point, total in zip(specs, points, totals, strict=True)
-    )
-    notes = (memory_note(hw, memory), positions_note(model, w), *layout_notes(model, hw, w))
-    if model.architecture == "encoder" and w.head is None:  # say which head ran
+    result = infer(plan, hw, w)
+    notes = (memory_note(hw, result.memory), positions_note(model, w), *layout_notes(model, hw, w))
+    encoder = model.architecture == "encoder"
+    if encoder and w.head is None:  # say which head ran
         w = w.model_copy(update={"head": model.head})
-    r = plan.rates
-    return Estimate(
-        model.name,
-        hw.name,
-        w,
-        plan.parameters,
-        r.matmul_flops / r.bandwidth,
-        r.compute_eff,
-        r.memory_eff,
-        memory,
-        phases,
-        gen,
-        tuple(n for n in notes if n),
-        SCHEMA_VERSION,
-        encoding(w, totals[0]) if model.architecture == "encoder" else None,
-    )
+    encoded = encoding(w, result.totals[0]) if encoder else None
+    return assemble(plan, model, hw, w, phases_of(model), result, notes, encoded)

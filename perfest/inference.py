@@ -213,19 +213,26 @@ def run(plan: Plan, model: ModelConfig, hw: HardwareSpec, w: Workload) -> Estima
         from perfest import encoders
 
         return encoders.run(plan, model, hw, w)
-    points, totals, memory, gen = infer(plan, hw, w)
+    result = infer(plan, hw, w)
+    notes = (memory_note(hw, result.memory, plan, w), positions_note(model, w),
+             *layout_notes(model, hw, w))  # fmt: skip
+    return assemble(plan, model, hw, w, INFERENCE, result, notes)
+
+
+def assemble(
+    plan: Plan,
+    model: ModelConfig,
+    hw: HardwareSpec,
+    w: Workload,
+    specs: tuple[PhaseSpec, ...],
+    result: Inference,
+    notes: tuple[Note | None, ...],
+    encoding=None,
+) -> Estimate:
+    """The Estimate of `specs`' phases evaluated in `result` (the notes that apply kept)."""
     phases = tuple(
         PhaseEstimate(spec.name, point, total, plan.for_phase(spec.name))
-        for spec, point, total in zip(INFERENCE, points, totals, strict=True)
-    )
-    notes = tuple(
-        n
-        for n in (
-            memory_note(hw, memory, plan, w),
-            positions_note(model, w),
-            *layout_notes(model, hw, w),
-        )
-        if n
+        for spec, point, total in zip(specs, result.points, result.totals, strict=True)
     )
     r = plan.rates
     return Estimate(  # positional, in field order
@@ -236,11 +243,12 @@ def run(plan: Plan, model: ModelConfig, hw: HardwareSpec, w: Workload) -> Estima
         r.matmul_flops / r.bandwidth,
         r.compute_eff,
         r.memory_eff,
-        memory,
+        result.memory,
         phases,
-        gen,
-        notes,
+        result.generation,
+        tuple(n for n in notes if n),
         SCHEMA_VERSION,
+        encoding,
     )
 
 
