@@ -72,7 +72,11 @@ def evaluate(text: str, env: dict[str, float]) -> float:
     ],
 )
 def test_printed_formulas_evaluate_to_the_ops_numbers(model, workload):
-    e = explain(model, "h100-sxm", **workload)
+    check_printed_formulas(explain(model, "h100-sxm", **workload))
+
+
+def check_printed_formulas(e) -> None:
+    """Every printed formula of `e`, evaluated at its phase's point, is the op's number."""
     env = {name: value for name, value, _ in e.symbols}
     for phase in e.phases:
         point = {**env, **phase.point._asdict(), **{n: v for n, v, _ in phase.derived}}
