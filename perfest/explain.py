@@ -352,7 +352,7 @@ def closed_forms(plan: Plan, rows: tuple[Row, ...], point: Point) -> tuple[Close
     if m.architecture != "decoder":
         from perfest.explain_encoders import encoder_forms
 
-        return (*forms, *encoder_forms(ctx, rows, point, matmul, ClosedForm))
+        return (*forms, *encoder_forms(ctx, rows, point, matmul))
     gpt = classic and m.n_kv == m.n_h and m.q_dim == h and t == s and s_l == s
     if gpt and not m.sliding_window:
         value = 24 * b * s * h * h * L * (1 + s / (6 * h)) + 2 * b * s * h * V

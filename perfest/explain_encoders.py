@@ -17,12 +17,12 @@ stack's layers (all L of them), a product of m rows by an [k, n] weight costs 2�
 
 from __future__ import annotations
 
+from perfest.explain import ClosedForm, matmul_weights
 from perfest.plan import Point, Row
 
 
-def encoder_forms(ctx, rows: tuple[Row, ...], point: Point, matmul: float, closed) -> list:
-    """The forms of the module docstring that apply to this pass (`closed`: the ClosedForm
-    type, perfest.explain's)."""
+def encoder_forms(ctx, rows: tuple[Row, ...], point: Point, matmul: float) -> list[ClosedForm]:
+    """The forms of the module docstring that apply to this pass."""
     m, sh = ctx.model, ctx.shard
     b, s, t, s_l, s_enc = point
     layers = [r for r in rows if r.segment in ("encoder", "decoder")]
@@ -34,7 +34,7 @@ def encoder_forms(ctx, rows: tuple[Row, ...], point: Point, matmul: float, close
     if layers[0].segment == "decoder":
         attention = 4 * b * sh.n_h * s * m.d * L * (t + s_enc)
         value = 2 * b * s * weights + 2 * b * s_enc * cross + attention + 2 * b * s_l * m.h * sh.V
-        return [closed(
+        return [ClosedForm(
             "2 FLOPs per weight per token, plus self- and cross-attention (N: the decoder "
             "layers' weights but the cross K/V projections, N_kv: those, prefill only)",
             "2·b·s·N + 2·b·s_enc·N_kv + 4·b·n_h·s·d·L·(t + s_enc) + 2·b·s_logits·h·V",
@@ -42,7 +42,7 @@ def encoder_forms(ctx, rows: tuple[Row, ...], point: Point, matmul: float, close
             f"+ 2·{b}·{s_l}·{m.h}·{sh.V}",
             value, matmul)]  # fmt: skip
     head, head_formula, head_numbers = _head(ctx, point, rows)
-    forms = [closed(
+    forms = [ClosedForm(
         "2 FLOPs per weight per token, plus bidirectional attention over all t = s keys "
         f"(N: the encoder layers' weights){head_numbers and ', plus the head'}",
         f"2·b·s·N + 4·b·n_h·s·d·L·t{head_formula}",
@@ -52,7 +52,7 @@ def encoder_forms(ctx, rows: tuple[Row, ...], point: Point, matmul: float, close
             and not sh.split and t == s)  # fmt: skip
     if bert:
         h = m.h
-        forms.append(closed(
+        forms.append(ClosedForm(
             "BERT-style encoder (i = 4h): 8·b·s·h² projections + 16·b·s·h² FFN + 4·b·s²·h "
             "attention per layer",
             f"24·b·s·h²·L·(1 + s/(6h)){head_formula}",
@@ -64,8 +64,6 @@ def encoder_forms(ctx, rows: tuple[Row, ...], point: Point, matmul: float, close
 def _weights(layers: list[Row]) -> tuple[float, float]:
     """(N, N_kv): the layers' matmul weights, all L of them, the cross K/V projections' apart
     (the products whose rows are the encoder's s_enc outputs)."""
-    from perfest.explain import matmul_weights
-
     weights = cross = 0.0
     for r in layers:
         n = r.count * sum(w.elements.value() for w in matmul_weights(r.op))

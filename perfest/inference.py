@@ -28,6 +28,7 @@ from perfest.memory import memory_estimate, smallest_fitting_tp
 from perfest.plan import Plan, Point, Totals, plan_for
 from perfest.results import (
     SCHEMA_VERSION,
+    EncodingEstimate,
     Estimate,
     GenerationEstimate,
     MemoryEstimate,
@@ -227,7 +228,7 @@ def assemble(
     specs: tuple[PhaseSpec, ...],
     result: Inference,
     notes: tuple[Note | None, ...],
-    encoding=None,
+    encoding: EncodingEstimate | None = None,
 ) -> Estimate:
     """The Estimate of `specs`' phases evaluated in `result` (the notes that apply kept)."""
     phases = tuple(
